@@ -1,0 +1,58 @@
+"""Builders for NCS callbacks as Agora sends them (compact JSON, both signature headers)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+from webhook_service.signature import sign
+
+_counter = itertools.count(1)
+BASE_MS = 1_700_000_000_000
+
+
+def event(
+    event_type: int = 40,
+    *,
+    notice_id: str | None = None,
+    sid: str | None = "sid-1",
+    cname: str = "room1",
+    uid: str = "527841",
+    sequence: int | None = None,
+    sendts: int | None = None,
+    details: dict[str, Any] | None = None,
+    product_id: int = 3,
+    **payload_extra: Any,
+) -> dict[str, Any]:
+    """An NCS envelope (as a dict) for a cloud recording event."""
+    n = next(_counter)
+    payload: dict[str, Any] = {"cname": cname, "uid": uid}
+    if sid is not None:
+        payload["sid"] = sid
+    payload["sequence"] = n if sequence is None else sequence
+    payload["sendts"] = BASE_MS + n if sendts is None else sendts
+    payload["serviceType"] = 0
+    payload["details"] = details if details is not None else {"msgName": f"event_{event_type}"}
+    payload.update(payload_extra)
+    return {
+        "noticeId": notice_id or f"notice-{n}",
+        "productId": product_id,
+        "eventType": event_type,
+        "notifyMs": BASE_MS + n,
+        "payload": payload,
+    }
+
+
+def body_of(envelope: dict[str, Any]) -> bytes:
+    return json.dumps(envelope, separators=(",", ":")).encode()
+
+
+def signed_headers(body: bytes, secret: str, *, v1: bool = True, v2: bool = True) -> dict[str, str]:
+    """The headers Agora sends: Content-Type and both signatures (either can be left out)."""
+    headers = {"Content-Type": "application/json"}
+    if v2:
+        headers["Agora-Signature-V2"] = sign(body, secret.encode(), "v2")
+    if v1:
+        headers["Agora-Signature"] = sign(body, secret.encode(), "v1")
+    return headers

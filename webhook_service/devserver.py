@@ -1,0 +1,166 @@
+"""``make run``: the whole service in the foreground, wired together, for a newcomer's machine.
+
+Starts an embedded ``redis-server`` (data under ``./var/redis``, append-only file on) unless ``REDIS_URL``
+is set, then the two Procfile processes (gunicorn and ``rq worker --with-scheduler``) with development
+defaults for anything not configured. Prints where to look and how to send a signed callback. Ctrl-C (or
+SIGTERM) stops everything it started; if one process dies, the others are stopped too.
+
+Environment knobs beyond ``contract.md``: ``DEV_VAR_DIR`` (default ``./var``), ``DEV_REDIS_PORT``
+(default: first free port from 6379).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+DEV_NCS_SECRET = "dev-ncs-secret"
+DEV_API_TOKEN = "dev-token"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port(start: int) -> int:
+    """The first port from ``start`` that nothing listens on (loopback)."""
+    for port in range(start, start + 200):
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError(f"no free port from {start}")
+
+
+def wait_for(url: str, timeout: float, processes: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in processes):
+            raise RuntimeError("a process exited during start-up")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def wait_for_redis(port: int, process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("redis-server exited during start-up (see var/redis/redis.log)")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("redis-server did not answer PING")
+
+
+def banner(port: int, env: dict[str, str]) -> str:
+    base = f"http://127.0.0.1:{port}"
+    secret = env["AGORA_NCS_SECRETS"].split(",")[0]
+    token = env["API_TOKENS"].split(",")[0]
+    body = (
+        '{"noticeId":"demo-1","productId":3,"eventType":40,"notifyMs":1700000000000,"payload":{"cname":"demo",'
+        '"uid":"527841","sid":"demo-sid","sequence":0,"sendts":1700000000000,"serviceType":1,'
+        '"details":{"msgName":"recorder_started","status":0}}}'
+    )
+    return f"""
+  Agora recording companion is running (Ctrl-C stops everything).
+
+  health        {base}/healthz    readiness {base}/readyz
+  NCS receiver  {base}/webhooks/agora   (NCS secret: {secret})
+  API           {base}/v1/sessions/<sid>/events   (Authorization: Bearer {token})
+  Redis         {env["REDIS_URL"]}
+
+  Send a signed callback, then read it back:
+
+  body='{body}'
+  curl -s {base}/webhooks/agora -H 'Content-Type: application/json' -H "Agora-Signature-V2: $(printf %s "$body" | openssl dgst -sha256 -hmac {secret} -r | cut -d' ' -f1)" -d "$body"; echo
+  curl -s -H 'Authorization: Bearer {token}' {base}/v1/sessions/demo-sid/events; echo
+"""
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    var_dir = Path(os.environ.get("DEV_VAR_DIR", ROOT / "var")).resolve()
+    env = dict(os.environ)
+    env.setdefault("APP_ENV", "development")
+    env.setdefault("AGORA_NCS_SECRETS", DEV_NCS_SECRET)
+    env.setdefault("API_TOKENS", DEV_API_TOKEN)
+    env.setdefault("PORT", "8000")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    bin_dir = Path(sys.executable).parent
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(command: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, **kwargs)  # type: ignore[call-overload]
+        processes.append(process)
+        return process
+
+    def stop_all() -> None:
+        # Newest first, each fully stopped before the next: the worker and web still need Redis to shut down.
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if "REDIS_URL" not in os.environ:
+            redis_server = shutil.which("redis-server")
+            if redis_server is None:
+                print("redis-server is not installed (make run installs it with apt-get)", file=sys.stderr)
+                return 1
+            redis_port = int(os.environ.get("DEV_REDIS_PORT") or free_port(6379))
+            redis_dir = var_dir / "redis"
+            redis_dir.mkdir(parents=True, exist_ok=True)
+            redis = start(
+                [
+                    redis_server,
+                    "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(redis_dir),
+                    "--appendonly", "yes", "--save", "", "--logfile", str(redis_dir / "redis.log"),
+                ]
+            )  # fmt: skip
+            wait_for_redis(redis_port, redis)
+            env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+        start([str(bin_dir / "gunicorn"), "-c", "gunicorn.conf.py", "webhook_service:create_app()"])
+        start(
+            [
+                str(bin_dir / "rq"), "worker", "-c", "workers.rq_config",
+                "-w", "workers.worker.RecordingWorker", "--with-scheduler",
+            ]
+        )  # fmt: skip
+        wait_for(f"http://127.0.0.1:{env['PORT']}/readyz", 30, processes)
+        print(banner(int(env["PORT"]), env), flush=True)
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+        print("a process exited; stopping the others", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except RuntimeError as exc:
+        print(f"make run: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

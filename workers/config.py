@@ -1,0 +1,171 @@
+"""Settings read from the environment, validated once at start-up.
+
+Every field maps to one environment variable (see ``contract.md``). A missing or malformed value raises
+:class:`~workers.errors.ConfigError` naming the variable, so a process refuses to start rather than
+misbehave later. Secrets are kept out of ``repr`` so a logged ``Settings`` never leaks them.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from workers.errors import ConfigError
+
+T = TypeVar("T")
+
+ENVIRONMENTS = ("production", "development", "test")
+REGIONS = ("us", "eu", "ap", "cn")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration of a web or worker process."""
+
+    redis_url: str = field(repr=False)  # may carry a password
+    environment: str = "production"
+    port: int = 8000
+    ncs_secrets: tuple[str, ...] = field(default=(), repr=False)
+    api_tokens: tuple[str, ...] = field(default=(), repr=False)
+    ncs_max_body_bytes: int = 64 * 1024
+    ncs_dedupe_ttl_seconds: int = 7 * 24 * 3600
+    session_retention_seconds: int = 30 * 24 * 3600
+    session_max_events: int = 5000
+    redis_socket_timeout: float = 5.0
+    log_level: str = "INFO"
+    agora_app_id: str = ""
+    agora_customer_id: str = field(default="", repr=False)
+    agora_customer_secret: str = field(default="", repr=False)
+    agora_api_base_url: str = ""
+    agora_region: str = "us"
+    storage_vendor: int | None = None
+    storage_region: int | None = None
+    storage_bucket: str = ""
+    storage_access_key: str = field(default="", repr=False)
+    storage_secret_key: str = field(default="", repr=False)
+    storage_prefix: tuple[str, ...] = ()
+    notify_url: str = ""
+    notify_secret: str = field(default="", repr=False)
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default: ``os.environ``); raise ConfigError naming the variable."""
+        env = _Env(os.environ if environ is None else environ)
+        environment = env.choice("APP_ENV", ENVIRONMENTS, "production")
+        settings = cls(
+            redis_url=env.url("REDIS_URL", schemes=("redis", "rediss", "unix"), required=True),
+            environment=environment,
+            port=env.integer("PORT", 8000, low=1, high=65535),
+            ncs_secrets=env.csv("AGORA_NCS_SECRETS"),
+            api_tokens=env.csv("API_TOKENS"),
+            ncs_max_body_bytes=env.integer("NCS_MAX_BODY_BYTES", 64 * 1024, low=1024, high=16 * 1024 * 1024),
+            ncs_dedupe_ttl_seconds=env.integer("NCS_DEDUPE_TTL_SECONDS", 7 * 24 * 3600, low=60),
+            session_retention_seconds=env.integer("SESSION_RETENTION_SECONDS", 30 * 24 * 3600, low=60),
+            session_max_events=env.integer("SESSION_MAX_EVENTS", 5000, low=10),
+            redis_socket_timeout=env.number("REDIS_SOCKET_TIMEOUT", 5.0, low=0.1, high=60.0),
+            log_level=env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True),
+            agora_app_id=env.text("AGORA_APP_ID"),
+            agora_customer_id=env.text("AGORA_CUSTOMER_ID"),
+            agora_customer_secret=env.text("AGORA_CUSTOMER_SECRET"),
+            agora_api_base_url=env.url("AGORA_API_BASE_URL", schemes=("http", "https")),
+            agora_region=env.choice("AGORA_REGION", REGIONS, "us", upper=False),
+            storage_vendor=env.optional_integer("AGORA_STORAGE_VENDOR", low=0, high=100),
+            storage_region=env.optional_integer("AGORA_STORAGE_REGION", low=0, high=100),
+            storage_bucket=env.text("AGORA_STORAGE_BUCKET"),
+            storage_access_key=env.text("AGORA_STORAGE_ACCESS_KEY"),
+            storage_secret_key=env.text("AGORA_STORAGE_SECRET_KEY"),
+            storage_prefix=env.path_list("AGORA_STORAGE_PREFIX"),
+            notify_url=env.url("NOTIFY_URL", schemes=("http", "https")),
+            notify_secret=env.text("NOTIFY_SECRET"),
+        )
+        if settings.is_production and not settings.ncs_secrets:
+            raise ConfigError(
+                "AGORA_NCS_SECRETS is required in production: without it no Agora callback can be verified"
+            )
+        if bool(settings.agora_customer_id) != bool(settings.agora_customer_secret):
+            raise ConfigError("AGORA_CUSTOMER_ID and AGORA_CUSTOMER_SECRET must be set together")
+        if settings.notify_url and not settings.notify_secret:
+            raise ConfigError("NOTIFY_SECRET is required when NOTIFY_URL is set")
+        return settings
+
+
+@functools.cache
+def current_settings() -> Settings:
+    """The settings of this process, read from ``os.environ`` on first use (workers and jobs)."""
+    return Settings.from_env()
+
+
+class _Env:
+    """Typed readers over an environment mapping; each error names its variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def text(self, name: str, default: str = "") -> str:
+        return self._environ.get(name, default).strip()
+
+    def _convert(self, name: str, default: T, convert: Callable[[str], T], what: str) -> T:
+        raw = self.text(name)
+        if not raw:
+            return default
+        try:
+            return convert(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
+
+    def integer(self, name: str, default: int, low: int = 0, high: int | None = None) -> int:
+        value = self._convert(name, default, int, "an integer")
+        return self._bounded(name, value, low, high)
+
+    def optional_integer(self, name: str, low: int = 0, high: int | None = None) -> int | None:
+        value = self._convert(name, None, int, "an integer")
+        return None if value is None else self._bounded(name, value, low, high)
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        return self._bounded(name, self._convert(name, default, float, "a number"), low, high)
+
+    @staticmethod
+    def _bounded(name: str, value: T, low: T, high: T | None) -> T:
+        if value < low or (high is not None and value > high):  # type: ignore[operator]
+            upper = "" if high is None else f" and at most {high}"
+            raise ConfigError(f"{name} must be at least {low}{upper}, got {value}")
+        return value
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str, upper: bool = False) -> str:
+        raw = self.text(name)
+        if not raw:
+            return default
+        value = raw.upper() if upper else raw.lower()
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+        return value
+
+    def csv(self, name: str) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.text(name).split(",") if part.strip())
+
+    def path_list(self, name: str) -> tuple[str, ...]:
+        parts = tuple(part for part in self.text(name).split("/") if part)
+        for part in parts:
+            if not part.isascii() or not part.isalnum():
+                raise ConfigError(f"{name} directories may hold only letters and digits, got {part!r}")
+        return parts
+
+    def url(self, name: str, schemes: tuple[str, ...], required: bool = False) -> str:
+        raw = self.text(name)
+        if not raw:
+            if required:
+                raise ConfigError(f"{name} is required")
+            return ""
+        parts = urlsplit(raw)
+        if parts.scheme not in schemes or not (parts.netloc or parts.scheme == "unix"):
+            # Never echo the value: a Redis URL may carry a password.
+            raise ConfigError(f"{name} must be a URL with scheme {' or '.join(schemes)}")
+        return raw

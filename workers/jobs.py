@@ -1,0 +1,130 @@
+"""RQ job functions. Each is a plain module-level function, importable by name.
+
+``drain_partition`` applies a partition's accepted events to their sessions, exactly once in effect:
+
+* it reads the events after the partition's cursor, plans every session change purely, then writes the
+  changes **and** advances the cursor in one MULTI/EXEC, under WATCH of the cursor. A drain killed
+  part-way has written nothing; two drains racing on one partition cannot both commit a batch.
+* its first act clears the partition's "drain queued" flag, so an event accepted while it runs queues the
+  next drain; the worker's periodic sweep re-wakes a partition whose backlog went stale (see
+  :class:`workers.worker.RecordingWorker`).
+* a body that no longer parses is moved to the dead-letter stream with its reason instead of blocking
+  the partition; events without ``sid`` (other products, console test events) go to a capped stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+from rq import get_current_job
+
+from workers import keys
+from workers.config import current_settings
+from workers.errors import EventError
+from workers.events import NcsEvent, parse_event
+from workers.inbox import wake
+from workers.session_store import plan_updates, write_updates
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+#: A drain hands over to a fresh job after this long, so one busy channel cannot hold a worker forever.
+DRAIN_TIME_BUDGET_SECONDS = 20.0
+UNROUTED_MAXLEN = 10_000
+DEAD_LETTER_MAXLEN = 10_000
+
+
+def drain_partition(partition: int) -> int:
+    """Apply every pending event of one inbox partition; return how many entries it consumed."""
+    job = get_current_job()
+    connection = job.connection if job is not None else redis.Redis.from_url(current_settings().redis_url)
+    settings = current_settings()
+    connection.delete(keys.inbox_queued(partition))
+    started = time.monotonic()
+    consumed = 0
+    while True:
+        count = drain_batch(
+            connection,
+            partition,
+            max_events=settings.session_max_events,
+            retention_seconds=settings.session_retention_seconds,
+        )
+        consumed += count
+        if count == 0:
+            break
+        if time.monotonic() - started > DRAIN_TIME_BUDGET_SECONDS:
+            wake(connection, partition)  # more may be waiting: let a fresh job continue after others
+            break
+    log.info(
+        "drain finished",
+        extra={"partition": partition, "consumed": consumed, "ms": round((time.monotonic() - started) * 1000)},
+    )
+    return consumed
+
+
+def drain_batch(
+    connection: redis.Redis,
+    partition: int,
+    *,
+    max_events: int,
+    retention_seconds: int,
+    batch_size: int = BATCH_SIZE,
+) -> int:
+    """Apply up to ``batch_size`` events after the cursor; return how many stream entries were consumed.
+
+    Returns 0 when nothing is pending. A concurrent drain that committed first makes this one re-read.
+    """
+    stream, cursor_key = keys.inbox(partition), keys.inbox_cursor(partition)
+    while True:
+        with connection.pipeline() as pipe:
+            try:
+                pipe.watch(cursor_key)
+                cursor = pipe.get(cursor_key)
+                start = "-" if cursor is None else "(" + cursor.decode()
+                entries = pipe.xrange(stream, min=start, count=batch_size)
+                if not entries:
+                    return 0
+                routed, unrouted, dead = _parse_entries(entries)
+                updates = plan_updates(connection, routed, max_events)
+                last_id = entries[-1][0]
+                pipe.multi()
+                added = write_updates(pipe, updates, retention_seconds)
+                for event in unrouted:
+                    pipe.xadd(
+                        keys.UNROUTED,
+                        {"n": event.notice_id, "b": event.raw, "r": event.received_ms},
+                        maxlen=UNROUTED_MAXLEN,
+                    )
+                for entry_id, raw, reason in dead:
+                    pipe.xadd(
+                        keys.DEAD_LETTERS,
+                        {"id": entry_id, "b": raw, "reason": reason, "partition": partition},
+                        maxlen=DEAD_LETTER_MAXLEN,
+                    )
+                pipe.set(cursor_key, last_id)
+                pipe.hincrby(keys.STATS, "applied", added)
+                pipe.hincrby(keys.STATS, "dropped_duplicates", sum(u.duplicates for u in updates))
+                if dead:
+                    pipe.hincrby(keys.STATS, "dead_lettered", len(dead))
+                pipe.execute()
+            except redis.WatchError:
+                continue  # another drain advanced the cursor: re-read from where it left off
+        connection.xtrim(stream, minid=last_id, approximate=True)
+        return len(entries)
+
+
+def _parse_entries(
+    entries: list[tuple[bytes, dict[bytes, bytes]]],
+) -> tuple[list[NcsEvent], list[NcsEvent], list[tuple[bytes, bytes, str]]]:
+    routed, unrouted, dead = [], [], []
+    for entry_id, fields in entries:
+        raw = fields.get(b"b", b"")
+        try:
+            event = parse_event(raw, int(entry_id.split(b"-", 1)[0]))
+        except EventError as exc:
+            dead.append((entry_id, raw, str(exc)))
+            continue
+        (routed if event.sid is not None else unrouted).append(event)
+    return routed, unrouted, dead

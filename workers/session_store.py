@@ -1,0 +1,158 @@
+"""Sessions in Redis: each sid's state, its timeline of raw events, and the reads the API makes.
+
+Per sid (keys in :mod:`workers.keys`):
+
+* ``session``: hash with ``state`` (the encoded :class:`~workers.sessions.SessionState`), ``duplicates``
+  (redundant copies dropped) and ``updatedMs``;
+* ``events``: hash noticeId -> ``<receivedMs>\\n<raw body>``, the body exactly as Agora sent it;
+* ``order``: sorted set whose lexical order is the timeline order (sequence, sendts, noticeId);
+* ``semantic``: hash ``uid:sequence:eventType`` -> noticeId, to recognise a redundant copy under a new noticeId.
+
+All four expire ``SESSION_RETENTION_SECONDS`` after the last event; the timeline keeps at most
+``SESSION_MAX_EVENTS`` events (the earliest go first).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from redis.client import Pipeline
+
+from workers import keys
+from workers.events import NcsEvent, parse_event
+from workers.sessions import (
+    SessionState,
+    apply_event,
+    decode_state,
+    encode_state,
+    notice_id_of,
+    semantic_key,
+    timeline_member,
+)
+
+
+@dataclass
+class SessionUpdate:
+    """What one batch does to one session: the new state, the events it adds and the copies it drops."""
+
+    sid: str
+    state: SessionState | None
+    stored_count: int
+    added: list[NcsEvent] = field(default_factory=list)
+    duplicates: int = 0
+    trimmed: list[str] = field(default_factory=list)  # timeline members to drop (over the cap)
+
+
+def plan_updates(
+    connection: redis.Redis, events: Iterable[NcsEvent], max_events: int
+) -> list[SessionUpdate]:
+    """Read what the sessions hold now and decide, purely, what the batch changes (no writes)."""
+    by_sid: dict[str, list[NcsEvent]] = {}
+    for event in events:
+        assert event.sid is not None
+        by_sid.setdefault(event.sid, []).append(event)
+    sids = list(by_sid)
+    pipe = connection.pipeline(transaction=False)
+    for sid in sids:
+        batch = by_sid[sid]
+        pipe.hget(keys.session(sid), "state")
+        pipe.hlen(keys.session_events(sid))
+        pipe.hmget(keys.session_events(sid), [e.notice_id for e in batch])
+        pipe.hmget(keys.session_semantic(sid), [semantic_key(e) or "" for e in batch])
+    replies = pipe.execute()
+
+    updates = []
+    for index, sid in enumerate(sids):
+        raw_state, stored_count, stored_ids, stored_semantic = replies[4 * index : 4 * index + 4]
+        batch = by_sid[sid]
+        known_ids = {e.notice_id for e, hit in zip(batch, stored_ids, strict=True) if hit is not None}
+        known_semantic = {
+            semantic_key(e) for e, hit in zip(batch, stored_semantic, strict=True) if hit is not None
+        }
+        update = SessionUpdate(
+            sid=sid, state=None if raw_state is None else decode_state(raw_state), stored_count=stored_count
+        )
+        for event in sorted(batch, key=lambda e: e.order_key):
+            semantic = semantic_key(event)
+            if event.notice_id in known_ids or (semantic is not None and semantic in known_semantic):
+                update.duplicates += 1
+                continue
+            known_ids.add(event.notice_id)
+            if semantic is not None:
+                known_semantic.add(semantic)
+            update.state = apply_event(update.state, event)
+            update.added.append(event)
+        overflow = update.stored_count + len(update.added) - max_events
+        if overflow > 0:
+            update.trimmed = _earliest_members(connection, sid, update.added, overflow)
+        updates.append(update)
+    return updates
+
+
+def _earliest_members(connection: redis.Redis, sid: str, added: Sequence[NcsEvent], count: int) -> list[str]:
+    """The ``count`` earliest timeline members once ``added`` joins the stored timeline."""
+    stored = [m.decode() for m in connection.zrange(keys.session_order(sid), 0, count - 1)]
+    return sorted(stored + [timeline_member(e) for e in added])[:count]
+
+
+def write_updates(pipe: Pipeline, updates: Iterable[SessionUpdate], retention_seconds: int) -> int:
+    """Queue the writes of ``updates`` on a MULTI pipeline; return how many events they add."""
+    now_ms = int(time.time() * 1000)
+    added_total = 0
+    for update in updates:
+        sid = update.sid
+        session_key = keys.session(sid)
+        if update.duplicates:
+            pipe.hincrby(session_key, "duplicates", update.duplicates)
+        if not update.added:
+            continue
+        assert update.state is not None
+        added_total += len(update.added)
+        pipe.hset(session_key, mapping={"state": encode_state(update.state), "updatedMs": now_ms})
+        pipe.hset(
+            keys.session_events(sid),
+            mapping={e.notice_id: b"%d\n%s" % (e.received_ms, e.raw) for e in update.added},
+        )
+        pipe.zadd(keys.session_order(sid), {timeline_member(e): 0 for e in update.added})
+        semantic = {key: e.notice_id for e in update.added if (key := semantic_key(e)) is not None}
+        if semantic:
+            pipe.hset(keys.session_semantic(sid), mapping=semantic)
+        if update.trimmed:
+            pipe.zrem(keys.session_order(sid), *update.trimmed)
+            pipe.hdel(keys.session_events(sid), *[notice_id_of(m) for m in update.trimmed])
+        for key in (session_key, keys.session_events(sid), keys.session_order(sid), keys.session_semantic(sid)):
+            pipe.expire(key, retention_seconds)
+        pipe.zadd(keys.SESSIONS_INDEX, {sid: now_ms})
+    return added_total
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """A session as the API shows it."""
+
+    state: SessionState
+    duplicates: int
+    events: list[dict[str, Any]]
+
+
+def read_session(connection: redis.Redis, sid: str) -> SessionView | None:
+    """The session and its timeline in order, or None if the sid is unknown (or expired)."""
+    pipe = connection.pipeline(transaction=False)
+    pipe.hmget(keys.session(sid), ["state", "duplicates"])
+    pipe.zrange(keys.session_order(sid), 0, -1)
+    (raw_state, duplicates), members = pipe.execute()
+    if raw_state is None:
+        return None
+    notice_ids = [notice_id_of(m.decode()) for m in members]
+    stored = connection.hmget(keys.session_events(sid), notice_ids) if notice_ids else []
+    events = []
+    for value in stored:
+        if value is None:  # trimmed between the two reads
+            continue
+        received, _, raw = value.partition(b"\n")
+        events.append(parse_event(raw, int(received)).to_dict())
+    return SessionView(state=decode_state(raw_state), duplicates=int(duplicates or 0), events=events)

@@ -1,0 +1,66 @@
+"""The RQ worker class of the ``worker`` process: RQ's in-process worker plus the inbox sweep.
+
+``SimpleWorker`` runs jobs in the worker process instead of forking for each one (forking costs more than
+a whole batch of events). On top of RQ's own maintenance, every ``SWEEP_INTERVAL_SECONDS`` the worker looks
+for inbox partitions whose oldest unapplied event has gone stale (its drain was killed, or its job was lost)
+and queues a fresh drain for them. Each worker sweeps; duplicates are harmless because drains commit under
+WATCH of the partition cursor.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis
+from rq.worker import SimpleWorker
+
+from workers.inbox import install_drain_templates, stale_partitions, wake
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_SECONDS = 5
+
+
+class RecordingWorker(SimpleWorker):
+    """An in-process RQ worker that also re-wakes stale inbox partitions."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_sweep = 0.0
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # Wake from the blocking dequeue often enough to sweep on an idle worker.
+        return SWEEP_INTERVAL_SECONDS
+
+    @property
+    def should_run_maintenance_tasks(self) -> bool:
+        return super().should_run_maintenance_tasks or self._sweep_due()
+
+    def _sweep_due(self) -> bool:
+        return time.monotonic() - self._last_sweep >= SWEEP_INTERVAL_SECONDS
+
+    def run_maintenance_tasks(self) -> None:
+        if super().should_run_maintenance_tasks:
+            super().run_maintenance_tasks()
+        if self._sweep_due():
+            self.sweep_inbox()
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        super().bootstrap(*args, **kwargs)
+        install_drain_templates(self.connection)
+
+    def sweep_inbox(self) -> list[int]:
+        """Queue a drain for every partition with a stale backlog; return those partitions."""
+        self._last_sweep = time.monotonic()
+        try:
+            stale = stale_partitions(self.connection)
+            for partition in stale:
+                job_id = wake(self.connection, partition)
+                log.warning("stale inbox partition woken", extra={"partition": partition, "job_id": job_id})
+        except redis.RedisError as exc:
+            log.warning("inbox sweep failed", extra={"error": type(exc).__name__})
+            return []
+        return stale
