@@ -52,11 +52,11 @@ class RecordingWorker(SimpleWorker):
         super().bootstrap(*args, **kwargs)
         install_drain_templates(self.connection)
 
-    def sweep_inbox(self) -> list[int]:
+    def sweep_inbox(self, now_ms: int | None = None) -> list[int]:
         """Queue a drain for every partition with a stale backlog; return those partitions."""
         self._last_sweep = time.monotonic()
         try:
-            stale = stale_partitions(self.connection)
+            stale = stale_partitions(self.connection, now_ms)
             for partition in stale:
                 job_id = wake(self.connection, partition)
                 log.warning("stale inbox partition woken", extra={"partition": partition, "job_id": job_id})

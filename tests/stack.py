@@ -1,0 +1,100 @@
+"""The service as deployed: the Procfile's ``web`` and ``worker`` lines as real processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests.redis_server import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def procfile_command(name: str) -> list[str]:
+    """The command of one Procfile process type, split as a shell would (executables from this venv)."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        kind, _, command = line.partition(":")
+        if kind.strip() == name:
+            argv = shlex.split(command)
+            argv[0] = str(BIN / argv[0])
+            return argv
+    raise KeyError(name)
+
+
+class Stack:
+    """redis-server + gunicorn (Procfile web) + rq worker (Procfile worker), with the given environment."""
+
+    def __init__(self, directory: Path, env: dict[str, str]) -> None:
+        self.directory = directory
+        self.redis = RedisServer(directory / "redis", appendonly=True)
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "REDIS_URL": self.redis.url,
+            "PORT": str(self.port),
+            "WEB_CONCURRENCY": "2",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.web: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _spawn(self, name: str, log_name: str) -> subprocess.Popen[bytes]:
+        with open(self.directory / log_name, "ab") as log:  # the child keeps its own descriptor
+            return subprocess.Popen(
+                procfile_command(name), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: a kill takes its children (scheduler) too
+            )  # fmt: skip
+
+    def start(self) -> Stack:
+        self.redis.start()
+        self.web = self._spawn("web", "web.log")
+        self.start_worker()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            if self.web.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError("web did not become ready:\n" + self.log("web.log"))
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        worker = self._spawn("worker", f"worker-{len(self.workers)}.log")
+        self.workers.append(worker)
+        return worker
+
+    def kill_worker(self, worker: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the worker and its scheduler child, as a crashed dyno would be."""
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+
+    def log(self, name: str) -> str:
+        path = self.directory / name
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        for process in [*self.workers, self.web]:
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+        self.redis.stop()
