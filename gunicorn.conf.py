@@ -9,8 +9,10 @@ import os
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 2)
-threads = int(os.environ.get("WEB_THREADS", "4"))
-keepalive = int(os.environ.get("WEB_KEEPALIVE", "75"))  # above Agora's 10 s and common PaaS routers' idle timeouts
+threads = int(os.environ.get("WEB_THREADS", "8"))  # concurrent callbacks share Redis round trips
+keepalive = int(
+    os.environ.get("WEB_KEEPALIVE", "75")
+)  # above Agora's 10 s and common PaaS routers' idle timeouts
 timeout = 30
 graceful_timeout = 20
 # Agora retries a callback not answered in 10 s; requests here answer in milliseconds.

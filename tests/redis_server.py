@@ -48,7 +48,9 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {(self.directory / 'redis.log').read_text()[-500:]}")
+                raise RuntimeError(
+                    f"redis-server exited: {(self.directory / 'redis.log').read_text()[-500:]}"
+                )
             if self.ping():
                 return
             time.sleep(0.05)

@@ -12,15 +12,36 @@ from workers.jobs import drain_batch
 
 @pytest.fixture
 def session_with_events(client, redis_client):
-    for seq, event_type, details in [(2, 3, {"status": 5}), (0, 40, {"status": 0}), (1, 42, {"startUtcMs": 1})]:
-        body = body_of(event(event_type, notice_id=f"n{seq}", sid="sid-api", cname="api-room", sequence=seq, details=details))
-        assert client.post("/webhooks/agora", data=body, headers=signed_headers(body, NCS_SECRET)).status_code == 200
+    for seq, event_type, details in [
+        (2, 3, {"status": 5}),
+        (0, 40, {"status": 0}),
+        (1, 42, {"startUtcMs": 1}),
+    ]:
+        body = body_of(
+            event(
+                event_type,
+                notice_id=f"n{seq}",
+                sid="sid-api",
+                cname="api-room",
+                sequence=seq,
+                details=details,
+            )
+        )
+        assert (
+            client.post("/webhooks/agora", data=body, headers=signed_headers(body, NCS_SECRET)).status_code
+            == 200
+        )
     drain_batch(redis_client, keys.partition_of("api-room"), max_events=100, retention_seconds=60)
 
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic dGVzdC1hcGktdG9rZW4="}, {"Authorization": "Bearer"}],
+    [
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": "Basic dGVzdC1hcGktdG9rZW4="},
+        {"Authorization": "Bearer"},
+    ],
     ids=["missing", "wrong-token", "wrong-scheme", "empty"],
 )
 def test_token_required(client, session_with_events, headers) -> None:

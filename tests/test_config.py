@@ -13,7 +13,13 @@ BASE = {"REDIS_URL": "redis://:hunter2@127.0.0.1:6379/0", "AGORA_NCS_SECRETS": "
 def test_reads_and_converts_every_field() -> None:
     """Lists are comma-separated and trimmed; numbers are converted; defaults fill the rest."""
     settings = Settings.from_env(
-        {**BASE, "PORT": "9000", "AGORA_REGION": "EU", "AGORA_STORAGE_PREFIX": "a1/b2", "AGORA_STORAGE_VENDOR": "1"}
+        {
+            **BASE,
+            "PORT": "9000",
+            "AGORA_REGION": "EU",
+            "AGORA_STORAGE_PREFIX": "a1/b2",
+            "AGORA_STORAGE_VENDOR": "1",
+        }
     )
     assert settings.ncs_secrets == ("s1", "s2")
     assert settings.api_tokens == ("t1",)
@@ -56,7 +62,12 @@ def test_ncs_secret_optional_outside_production() -> None:
 def test_secrets_never_in_repr_or_errors() -> None:
     """Neither repr nor a Redis URL error echoes a secret."""
     settings = Settings.from_env(
-        {**BASE, "AGORA_CUSTOMER_ID": "cid", "AGORA_CUSTOMER_SECRET": "csecret", "AGORA_STORAGE_SECRET_KEY": "sk"}
+        {
+            **BASE,
+            "AGORA_CUSTOMER_ID": "cid",
+            "AGORA_CUSTOMER_SECRET": "csecret",
+            "AGORA_STORAGE_SECRET_KEY": "sk",
+        }
     )
     text = repr(settings)
     for secret in ("hunter2", "s1", "t1", "csecret", "sk", "cid"):

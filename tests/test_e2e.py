@@ -35,7 +35,9 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 def post(session: requests.Session, stack: Stack, envelope: dict) -> int:
     body = body_of(envelope)
-    response = session.post(stack.url + "/webhooks/agora", data=body, headers=signed_headers(body, SECRET), timeout=10)
+    response = session.post(
+        stack.url + "/webhooks/agora", data=body, headers=signed_headers(body, SECRET), timeout=10
+    )
     return response.status_code
 
 
@@ -61,14 +63,20 @@ def wait_for_timelines(stack: Stack, expected: dict[str, list[str]], timeout: fl
 
 def test_signed_callbacks_are_applied_and_readable(stack: Stack) -> None:
     """Shuffled, duplicated callbacks of two sessions come back through the API once each, in order."""
-    envelopes = [event(40 + (i % 5), sid=f"e2e-{i % 2}", cname=f"room-{i % 2}", sequence=i) for i in range(40)]
+    envelopes = [
+        event(40 + (i % 5), sid=f"e2e-{i % 2}", cname=f"room-{i % 2}", sequence=i) for i in range(40)
+    ]
     deliveries = envelopes + random.Random(7).sample(envelopes, 15)
     random.Random(8).shuffle(deliveries)
     with requests.Session() as session:  # one keep-alive connection, as NCS uses
         statuses = [post(session, stack, e) for e in deliveries]
     assert set(statuses) == {200}
     expected = {
-        sid: [e["noticeId"] for e in sorted(envelopes, key=lambda e: e["payload"]["sequence"]) if e["payload"]["sid"] == sid]
+        sid: [
+            e["noticeId"]
+            for e in sorted(envelopes, key=lambda e: e["payload"]["sequence"])
+            if e["payload"]["sid"] == sid
+        ]
         for sid in ("e2e-0", "e2e-1")
     }
     assert wait_for_timelines(stack, expected, timeout=20) == expected

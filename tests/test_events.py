@@ -40,7 +40,12 @@ def test_reference_example_with_extra_top_level_sid() -> None:
         }
     ).encode()  # fmt: skip
     event = parse_event(body, 5)
-    assert (event.notice_id, event.event_type, event.sid, event.sequence) == ("unique-id", 31, "recording-session-id", 0)
+    assert (event.notice_id, event.event_type, event.sid, event.sequence) == (
+        "unique-id",
+        31,
+        "recording-session-id",
+        0,
+    )
     assert event.name == "uploaded"
     assert event.details["fileList"][0]["fileName"] == "a.m3u8"
     assert event.raw == body and event.received_ms == 5
@@ -90,7 +95,10 @@ def test_odd_payload_fields_become_none_not_errors() -> None:
         (b'{"noticeId":"n","productId":3,"eventType":1,"payload":{}}', "notifyMs"),
         (b'{"noticeId":"n","productId":3,"eventType":1,"notifyMs":1,"payload":[]}', "payload"),
         (b'{"noticeId":"n","productId":3,"eventType":1,"notifyMs":1}', "payload"),
-        (b'{"noticeId":"' + b"x" * 300 + b'","productId":3,"eventType":1,"notifyMs":1,"payload":{}}', "noticeId"),
+        (
+            b'{"noticeId":"' + b"x" * 300 + b'","productId":3,"eventType":1,"notifyMs":1,"payload":{}}',
+            "noticeId",
+        ),
     ],
 )
 def test_invalid_envelopes_say_why(body: bytes, reason: str) -> None:
@@ -110,7 +118,9 @@ def test_arbitrary_bytes_parse_or_raise_event_error(body: bytes) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -125,7 +135,13 @@ json_values = st.recursive(
 )
 def test_arbitrary_json_shapes(notice, product, event_type, notify, payload, drop) -> None:
     """Any JSON shape either yields a fully valid Envelope and event, or an EventError."""
-    document = {"noticeId": notice, "productId": product, "eventType": event_type, "notifyMs": notify, "payload": payload}
+    document = {
+        "noticeId": notice,
+        "productId": product,
+        "eventType": event_type,
+        "notifyMs": notify,
+        "payload": payload,
+    }
     for key in drop:
         del document[key]
     body = json.dumps(document).encode()

@@ -154,7 +154,9 @@ def test_unparsable_entry_goes_to_dead_letters_without_blocking(client, redis_cl
 
 def test_events_without_sid_are_kept_aside(client, redis_client) -> None:
     """Console test events and other products have no session; they are kept in a capped stream."""
-    send(client, {"noticeId": "rtc-1", "productId": 1, "eventType": 101, "notifyMs": 1, "payload": {"a": "1"}})
+    send(
+        client, {"noticeId": "rtc-1", "productId": 1, "eventType": 101, "notifyMs": 1, "payload": {"a": "1"}}
+    )
     drain_batch(redis_client, keys.partition_of(""), max_events=50, retention_seconds=3600)
     [(_, fields)] = redis_client.xrange(keys.UNROUTED)
     assert fields[b"n"] == b"rtc-1"

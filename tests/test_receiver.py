@@ -94,23 +94,51 @@ def test_transcoder_event_without_sid_is_accepted(client, redis_client) -> None:
 @pytest.mark.parametrize(
     ("make_request", "status", "code"),
     [
-        (lambda c, b: c.post(URL, data=b, headers={"Content-Type": "application/json"}), 401, "invalid_signature"),
+        (
+            lambda c, b: c.post(URL, data=b, headers={"Content-Type": "application/json"}),
+            401,
+            "invalid_signature",
+        ),
         (
             lambda c, b: c.post(URL, data=b, headers={**signed_headers(b, "wrong-secret")}),
             401,
             "invalid_signature",
         ),
         (
-            lambda c, b: c.post(URL, data=b, headers={"Content-Type": "application/json", "Agora-Signature-V2": "é" * 9}),
+            lambda c, b: c.post(
+                URL, data=b, headers={"Content-Type": "application/json", "Agora-Signature-V2": "é" * 9}
+            ),
             401,
             "invalid_signature",
         ),
-        (lambda c, b: c.post(URL, data=b, headers={**signed_headers(b, NCS_SECRET), "Content-Type": "text/plain"}), 415, "unsupported_media_type"),
-        (lambda c, b: c.post(URL, data=b, headers={k: v for k, v in signed_headers(b, NCS_SECRET).items() if k != "Content-Type"}), 415, "unsupported_media_type"),
+        (
+            lambda c, b: c.post(
+                URL, data=b, headers={**signed_headers(b, NCS_SECRET), "Content-Type": "text/plain"}
+            ),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            lambda c, b: c.post(
+                URL,
+                data=b,
+                headers={k: v for k, v in signed_headers(b, NCS_SECRET).items() if k != "Content-Type"},
+            ),
+            415,
+            "unsupported_media_type",
+        ),
         (lambda c, b: c.get(URL), 405, "method_not_allowed"),
         (lambda c, b: c.put(URL, data=b, headers=signed_headers(b, NCS_SECRET)), 405, "method_not_allowed"),
     ],
-    ids=["no-signature", "wrong-secret", "non-ascii-signature", "text-plain", "no-content-type", "get", "put"],
+    ids=[
+        "no-signature",
+        "wrong-secret",
+        "non-ascii-signature",
+        "text-plain",
+        "no-content-type",
+        "get",
+        "put",
+    ],
 )
 def test_rejections_store_nothing(client, redis_client, make_request, status, code) -> None:
     """Each rejected request gets its status and a JSON reason, and writes nothing to Redis."""

@@ -43,7 +43,9 @@ def test_late_event_does_not_move_backwards() -> None:
     stopping = fold([ncs(40, sequence=1, sendts=1000), ncs(41, sequence=5, sendts=5000)])
     late = apply_event(stopping, ncs(40, sequence=0, sendts=500))
     assert late is not None and stopping is not None
-    assert (late.status, late.phase_key) == (stopping.status, stopping.phase_key) == ("stopping", late.phase_key)
+    assert (
+        (late.status, late.phase_key) == (stopping.status, stopping.phase_key) == ("stopping", late.phase_key)
+    )
     assert late.first_sendts == 500  # the late event still counts as what it is: the earliest
 
 
@@ -62,7 +64,12 @@ def test_upload_result_is_sticky_over_progress() -> None:
 def test_fatal_error_recorded() -> None:
     """An error event is kept as the last error with its module, level and code."""
     state = fold([ncs(1, details={"module": 0, "errorLevel": 5, "errorCode": 110, "errorMsg": ""})])
-    assert state is not None and state.last_error == {"module": 0, "errorLevel": 5, "errorCode": 110, "errorMsg": ""}
+    assert state is not None and state.last_error == {
+        "module": 0,
+        "errorLevel": 5,
+        "errorCode": 110,
+        "errorMsg": "",
+    }
 
 
 def test_timeline_member_orders_by_sequence_then_sendts() -> None:
@@ -71,11 +78,15 @@ def test_timeline_member_orders_by_sequence_then_sendts() -> None:
     b = ncs(40, sequence=10, sendts=100)
     c = ncs(40, sequence=10, sendts=200)
     none = parse_event(b'{"noticeId":"z","productId":3,"eventType":1,"notifyMs":1,"payload":{"sid":"s"}}', 0)
-    assert sorted(timeline_member(e) for e in (c, none, b, a)) == [timeline_member(e) for e in (none, a, b, c)]
+    assert sorted(timeline_member(e) for e in (c, none, b, a)) == [
+        timeline_member(e) for e in (none, a, b, c)
+    ]
 
 
 DETAILS_BY_TYPE = {
-    1: st.fixed_dictionaries({"errorLevel": st.integers(1, 5), "errorCode": st.integers(0, 200), "module": st.integers(0, 2)}),
+    1: st.fixed_dictionaries(
+        {"errorLevel": st.integers(1, 5), "errorCode": st.integers(0, 200), "module": st.integers(0, 2)}
+    ),
     3: st.fixed_dictionaries({"status": st.sampled_from([0, 1, 2, 3, 4, 5, 6, 7, 8, 20, "5"])}),
     11: st.fixed_dictionaries({"exitStatus": st.integers(0, 1)}),
     12: st.fixed_dictionaries({"newUid": st.integers(1, 2**32 - 1)}),

@@ -76,7 +76,9 @@ def test_missing_headers_and_missing_secret() -> None:
         verify_signature(b"{}", sign(b"{}", b"secret"), None, ())
 
 
-@given(body=st.binary(max_size=512), v2=st.none() | st.text(max_size=300), v1=st.none() | st.text(max_size=300))
+@given(
+    body=st.binary(max_size=512), v2=st.none() | st.text(max_size=300), v1=st.none() | st.text(max_size=300)
+)
 def test_arbitrary_headers_raise_only_signature_error(body: bytes, v2: str | None, v1: str | None) -> None:
     """Whatever an attacker puts in the headers, the outcome is a match or a SignatureError."""
     try:

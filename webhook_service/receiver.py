@@ -93,7 +93,9 @@ class NcsReceiver:
                 start_response, Rejection(503, "store_unavailable", "event not stored; retry later"), started
             )
         outcome = "accepted" if accepted else "duplicate"
-        log.info(
+        # DEBUG, not INFO: the session timeline already records every accepted event, and a log line per
+        # callback costs a third of this endpoint's CPU (bench/README.md). Rejections are WARNING.
+        log.debug(
             "ncs event",
             extra={
                 "outcome": outcome,

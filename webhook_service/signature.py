@@ -42,7 +42,7 @@ def sign(body: bytes, secret: bytes, scheme: str = "v2") -> str:
 
 
 def _match(
-    body: bytes, header: str, secrets: Sequence[bytes], digest: Callable[..., "hashlib._Hash"], name: str
+    body: bytes, header: str, secrets: Sequence[bytes], digest: Callable[..., hashlib._Hash], name: str
 ) -> None:
     presented = header.strip().lower().encode("utf-8", "replace")[:_MAX_HEADER_LENGTH]
     matched = False

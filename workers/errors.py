@@ -1,9 +1,9 @@
 """The exceptions of the ``workers`` package, under one root::
 
-    ServiceError                 any failure this package raises on purpose
-    ├── ConfigError              an environment variable is missing or malformed (names the variable)
-    ├── EventError               an NCS callback body is not a valid envelope (says which field)
-    └── StoreUnavailableError    Redis did not take a write or answer a read
+ServiceError                 any failure this package raises on purpose
+├── ConfigError              an environment variable is missing or malformed (names the variable)
+├── EventError               an NCS callback body is not a valid envelope (says which field)
+└── StoreUnavailableError    Redis did not take a write or answer a read
 """
 
 from __future__ import annotations

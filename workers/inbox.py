@@ -28,6 +28,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import hiredis
 import redis
 from rq.job import Job
 from rq.queue import Queue
@@ -46,9 +47,12 @@ _JOB_ID_PREFIX = "acr-drain-"
 
 # Creates a drain job from the partition's template and pushes it on RQ's queue, as Queue.enqueue would.
 # Expects: tpl_key, queue_key, queues_key, seq_key, job_key_prefix, enqueued_at.
-_ENQUEUE_DRAIN_LUA = """
+_ENQUEUE_DRAIN_LUA = (
+    """
 local function enqueue_drain(tpl_key, queue_key, queues_key, seq_key, job_key_prefix, enqueued_at)
-  local job_id = '""" + _JOB_ID_PREFIX + """' .. redis.call('INCR', seq_key)
+  local job_id = '"""
+    + _JOB_ID_PREFIX
+    + """' .. redis.call('INCR', seq_key)
   local job_key = job_key_prefix .. job_id
   redis.call('HSET', job_key, unpack(redis.call('HGETALL', tpl_key)))
   redis.call('HSET', job_key, 'status', 'queued', 'created_at', enqueued_at, 'enqueued_at', enqueued_at)
@@ -57,30 +61,50 @@ local function enqueue_drain(tpl_key, queue_key, queues_key, seq_key, job_key_pr
   return job_id
 end
 """
+)
 
-# KEYS: seen, stream, queued flag, job template, rq queue, rq queues set, job sequence, stats
-# ARGV: dedupe ttl, notice id, raw body, enqueued_at, rq job key prefix, queued flag ttl
+# Accepts a batch of events, each on its own: one failing (XADD refused) does not stop the others.
+# KEYS: rq queue, rq queues set, job sequence, stats
+# ARGV: key prefix, dedupe ttl, enqueued_at, rq job key prefix, queued flag ttl,
+#       then per event: notice id, partition, raw body
+# Answers per event: 1 accepted, 0 duplicate, -1 no job template (nothing written), -2 not stored
 ACCEPT_LUA = (
     _ENQUEUE_DRAIN_LUA
     + """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HINCRBY', KEYS[8], 'duplicate', 1)
-  return 0
+local prefix, ttl, enqueued_at, job_prefix, flag_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local out, accepted, duplicates = {}, 0, 0
+for i = 6, #ARGV, 3 do
+  local notice_id, partition, body = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local seen = prefix .. ':seen:' .. notice_id
+  local inbox = prefix .. ':inbox:' .. partition
+  local result
+  if redis.call('EXISTS', seen) == 1 then
+    duplicates = duplicates + 1
+    result = 0
+  elseif redis.call('EXISTS', inbox .. ':job') == 0 then
+    result = -1
+  else
+    local added = redis.pcall('XADD', inbox, '*', 'n', notice_id, 'b', body)
+    if type(added) == 'table' and added.err then
+      result = -2
+    else
+      if redis.call('SET', inbox .. ':queued', '1', 'NX', 'EX', flag_ttl) then
+        enqueue_drain(inbox .. ':job', KEYS[1], KEYS[2], KEYS[3], job_prefix, enqueued_at)
+      end
+      redis.call('SET', seen, '1', 'EX', ttl)  -- last: an event not stored leaves no marker
+      accepted = accepted + 1
+      result = 1
+    end
+  end
+  out[#out + 1] = result
 end
-if redis.call('EXISTS', KEYS[4]) == 0 then
-  return -1
-end
-redis.call('XADD', KEYS[2], '*', 'n', ARGV[2], 'b', ARGV[3])
-if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[6]) then
-  enqueue_drain(KEYS[4], KEYS[5], KEYS[6], KEYS[7], ARGV[5], ARGV[4])
-end
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
-redis.call('HINCRBY', KEYS[8], 'accepted', 1)
-return 1
+if accepted > 0 then redis.call('HINCRBY', KEYS[4], 'accepted', accepted) end
+if duplicates > 0 then redis.call('HINCRBY', KEYS[4], 'duplicate', duplicates) end
+return out
 """
 )
 
-# Wakes a partition unconditionally (the sweep found a stale backlog). Same KEYS 3-7 as ACCEPT_LUA.
+# Wakes a partition unconditionally (the sweep found a stale backlog).
 # KEYS: queued flag, job template, rq queue, rq queues set, job sequence; ARGV: enqueued_at, prefix, flag ttl
 WAKE_LUA = (
     _ENQUEUE_DRAIN_LUA
@@ -99,6 +123,22 @@ _ACCEPT_SHA = hashlib.sha1(ACCEPT_LUA.encode()).hexdigest()
 def rq_timestamp(moment: datetime | None = None) -> str:
     """A time in RQ's own serialised format (``rq.utils.utcformat``)."""
     return (moment or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _Clock:
+    """``rq_timestamp()`` for now, formatting the date part once a second (it is on every callback's path)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def now(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:  # a benign race between threads: both write the same value
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
 
 
 def install_drain_templates(connection: redis.Redis) -> None:
@@ -134,79 +174,137 @@ def _rq_keys() -> tuple[str, str, str]:
     )
 
 
+class _Pending:
+    """One event waiting for the group commit that stores it."""
+
+    __slots__ = ("args", "done", "lead", "result")
+
+    def __init__(self, args: tuple[str, int, bytes]) -> None:
+        self.args = args
+        self.done = threading.Event()
+        self.lead = False  # set when this waiter is handed the job of committing the next group
+        self.result: int | StoreUnavailableError = -2
+
+
 class Inbox:
-    """Accepts NCS events into Redis; safe to share between the threads of one process (not across fork)."""
+    """Accepts NCS events into Redis for the threads of one process (not shared across fork).
+
+    Group commit: the first thread to arrive commits every event queued so far in one script call while the
+    others wait; when it is done it hands the next group to one of the waiters. Under load one round trip
+    carries many callbacks; alone, a callback costs one round trip, as without batching.
+    """
+
+    MAX_GROUP = 128
 
     def __init__(self, connection: redis.Redis, dedupe_ttl_seconds: int) -> None:
         self._redis = connection
         self._dedupe_ttl = dedupe_ttl_seconds
-        self._local = threading.local()
         self._queue_key, self._queues_key, self._job_prefix = _rq_keys()
+        self._clock = _Clock()
+        self._lock = threading.Lock()
+        self._waiting: list[_Pending] = []
+        self._committing = False
+        self._conn: Any = None
+        self._pid = -1
+        timeout = connection.connection_pool.connection_kwargs.get("socket_timeout") or 5.0
+        self._wait_timeout = 2 * float(timeout) + 1
 
     def accept(self, notice_id: str, routing_key: str, raw: bytes) -> bool:
         """Store one event durably and make it visible to workers; True if new, False if a duplicate.
 
-        Raises StoreUnavailableError when Redis does not answer; nothing is then acknowledged.
+        Raises StoreUnavailableError when Redis did not take it; nothing is then acknowledged.
         """
-        partition = keys.partition_of(routing_key)
-        command = (
-            "EVALSHA",
-            _ACCEPT_SHA,
-            8,
-            keys.seen(notice_id),
-            keys.inbox(partition),
-            keys.inbox_queued(partition),
-            keys.drain_job_template(partition),
-            self._queue_key,
-            self._queues_key,
-            keys.DRAIN_JOB_SEQUENCE,
-            keys.STATS,
-            self._dedupe_ttl,
-            notice_id,
-            raw,
-            rq_timestamp(),
-            self._job_prefix,
-            QUEUED_FLAG_TTL,
-        )
-        result = self._execute(command)
-        if result == -1:  # Redis lost the templates (flushed or restarted empty): reinstall, then retry once
-            install_drain_templates(self._redis)
-            result = self._execute(command)
+        item = _Pending((notice_id, keys.partition_of(routing_key), raw))
+        with self._lock:
+            self._waiting.append(item)
+            lead = not self._committing
+            self._committing = True
+        if not lead:
+            if not item.done.wait(self._wait_timeout):
+                with self._lock:  # leave the queue, unless a committer took or promoted us meanwhile
+                    abandoned = item in self._waiting and not item.lead
+                    if abandoned:
+                        self._waiting.remove(item)
+                if abandoned:
+                    raise StoreUnavailableError("timed out waiting for the group commit")
+                item.done.wait()
+            lead = item.lead
+        if lead:
+            self._commit_groups()
+        result = item.result
+        if isinstance(result, StoreUnavailableError):
+            raise result
         if result not in (0, 1):
-            raise StoreUnavailableError(f"unexpected answer from the accept script: {result!r}")
+            raise StoreUnavailableError(f"event not stored (answer {result})")
         return result == 1
 
-    def _connection(self) -> Any:
-        """This thread's own connection, made after any fork."""
-        local = self._local
-        if getattr(local, "pid", None) != os.getpid():
-            pool = self._redis.connection_pool
-            local.conn = pool.connection_class(**pool.connection_kwargs)
-            local.pid = os.getpid()
-        return local.conn
+    def _commit_groups(self) -> None:
+        """Commit the waiting events, then hand leadership to a waiter (or give it up)."""
+        with self._lock:
+            group, self._waiting = self._waiting[: self.MAX_GROUP], self._waiting[self.MAX_GROUP :]
+        try:
+            results: list[Any] = self._store(group)
+            if (
+                -1 in results
+            ):  # Redis lost the job templates (flushed, restarted empty): reinstall, retry those
+                install_drain_templates(self._redis)
+                retry = [item for item, result in zip(group, results, strict=True) if result == -1]
+                retried = iter(self._store(retry))
+                results = [next(retried) if result == -1 else result for result in results]
+            for item, result in zip(group, results, strict=True):
+                item.result = result
+        except StoreUnavailableError as exc:
+            for item in group:
+                item.result = exc
+        finally:
+            for item in group:
+                item.done.set()
+            with self._lock:
+                if self._waiting:
+                    successor = self._waiting[0]
+                    successor.lead = True
+                    successor.done.set()
+                else:
+                    self._committing = False
 
-    def _execute(self, command: tuple[Any, ...]) -> Any:
+    def _store(self, group: list[_Pending]) -> list[Any]:
+        command: list[Any] = [
+            "EVALSHA", _ACCEPT_SHA, 4, self._queue_key, self._queues_key, keys.DRAIN_JOB_SEQUENCE, keys.STATS,
+            keys.PREFIX, self._dedupe_ttl, self._clock.now(), self._job_prefix, QUEUED_FLAG_TTL,
+        ]  # fmt: skip
+        for item in group:
+            command.extend(item.args)
         conn = self._connection()
         try:
             try:
-                conn.send_command(*command)
-                return conn.read_response()
+                conn.send_packed_command([hiredis.pack_command(tuple(command))])
+                results = conn.read_response()
             except redis.exceptions.NoScriptError:
                 # Redis restarted or flushed its script cache: EVAL sends the text and caches it again.
-                conn.send_command("EVAL", ACCEPT_LUA, *command[2:])
-                return conn.read_response()
+                command[:2] = ["EVAL", ACCEPT_LUA]
+                conn.send_packed_command([hiredis.pack_command(tuple(command))])
+                results = conn.read_response()
         except redis.RedisError as exc:
             conn.disconnect()
-            raise StoreUnavailableError(f"Redis did not take the event: {type(exc).__name__}") from exc
+            raise StoreUnavailableError(f"Redis did not take the events: {type(exc).__name__}") from exc
         except BaseException:
             conn.disconnect()  # state of the connection unknown: never reuse it half-read
             raise
+        if not isinstance(results, list) or len(results) != len(group):
+            raise StoreUnavailableError(f"unexpected answer from the accept script: {results!r}")
+        return results
+
+    def _connection(self) -> Any:
+        """The connection of this process (one committer at a time uses it), made after any fork."""
+        if self._pid != os.getpid():
+            pool = self._redis.connection_pool
+            self._conn = pool.connection_class(**pool.connection_kwargs)
+            self._pid = os.getpid()
+        return self._conn
 
     def close(self) -> None:
-        """Close this thread's connection (other threads' close when they exit)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.disconnect()
+        if self._conn is not None:
+            self._conn.disconnect()
 
 
 def wake(connection: redis.Redis, partition: int) -> str | None:

@@ -59,7 +59,11 @@ def drain_partition(partition: int) -> int:
             break
     log.info(
         "drain finished",
-        extra={"partition": partition, "consumed": consumed, "ms": round((time.monotonic() - started) * 1000)},
+        extra={
+            "partition": partition,
+            "consumed": consumed,
+            "ms": round((time.monotonic() - started) * 1000),
+        },
     )
     return consumed
 

@@ -47,9 +47,7 @@ class SessionUpdate:
     trimmed: list[str] = field(default_factory=list)  # timeline members to drop (over the cap)
 
 
-def plan_updates(
-    connection: redis.Redis, events: Iterable[NcsEvent], max_events: int
-) -> list[SessionUpdate]:
+def plan_updates(connection: redis.Redis, events: Iterable[NcsEvent], max_events: int) -> list[SessionUpdate]:
     """Read what the sessions hold now and decide, purely, what the batch changes (no writes)."""
     by_sid: dict[str, list[NcsEvent]] = {}
     for event in events:
@@ -124,7 +122,12 @@ def write_updates(pipe: Pipeline, updates: Iterable[SessionUpdate], retention_se
         if update.trimmed:
             pipe.zrem(keys.session_order(sid), *update.trimmed)
             pipe.hdel(keys.session_events(sid), *[notice_id_of(m) for m in update.trimmed])
-        for key in (session_key, keys.session_events(sid), keys.session_order(sid), keys.session_semantic(sid)):
+        for key in (
+            session_key,
+            keys.session_events(sid),
+            keys.session_order(sid),
+            keys.session_semantic(sid),
+        ):
             pipe.expire(key, retention_seconds)
         pipe.zadd(keys.SESSIONS_INDEX, {sid: now_ms})
     return added_total

@@ -44,9 +44,28 @@ class RecordingWorker(SimpleWorker):
 
     def run_maintenance_tasks(self) -> None:
         if super().should_run_maintenance_tasks:
-            super().run_maintenance_tasks()
+            self._survive_redis_loss("maintenance", super().run_maintenance_tasks)
         if self._sweep_due():
             self.sweep_inbox()
+
+    # RQ's loop quits on a Redis error raised outside its dequeue retry (while finishing a job, on a
+    # heartbeat, a suspension check). A worker should ride out a Redis restart instead: what a failed job
+    # did not commit stays in the inbox for the next drain.
+    def execute_job(self, job: Any, queue: Any) -> None:
+        self._survive_redis_loss("job bookkeeping", super().execute_job, job, queue)
+
+    def heartbeat(self, *args: Any, **kwargs: Any) -> None:
+        self._survive_redis_loss("heartbeat", super().heartbeat, *args, **kwargs)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        self._survive_redis_loss("suspension check", super().check_for_suspension, burst)
+
+    def _survive_redis_loss(self, what: str, step: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            step(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.error("redis lost during worker step", extra={"step": what, "error": type(exc).__name__})
+            time.sleep(1)
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         super().bootstrap(*args, **kwargs)
