@@ -302,10 +302,6 @@ class Inbox:
             self._pid = os.getpid()
         return self._conn
 
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.disconnect()
-
 
 def wake(connection: redis.Redis, partition: int) -> str | None:
     """Queue a drain job for ``partition`` even if one seems queued; return its id (None without templates)."""
