@@ -1,0 +1,193 @@
+"""Helpers for tests that talk to the Agora emulator over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import requests
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from agora_emulator import Config, Emulator
+from agora_emulator.app import QuietHandler
+from workers.agora import (
+    AcquireClientRequest,
+    AcquireRequest,
+    AgoraClient,
+    ExtensionService,
+    ExtensionServiceConfig,
+    HostPlan,
+    Mode,
+    RecordingConfig,
+    RecordingFileConfig,
+    RtmpOutput,
+    ServiceParam,
+    StartClientRequest,
+    StartRequest,
+    StorageConfig,
+)
+
+APP_ID = "test-app-id"
+CUSTOMER_ID = "test-customer-id"
+CUSTOMER_SECRET = "test-customer-secret-value"
+NCS_SECRET = "test-emulator-ncs-secret"
+ACCESS_KEY = "AKIA-TEST-ACCESS-KEY"
+SECRET_KEY = "test-storage-secret-key-value"
+#: Real seconds per emulated second in tests: 50x faster than Agora.
+SCALE = 0.02
+
+
+class Sink:
+    """A receiver that records every callback (headers and raw body) and answers what it is told to."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.answer: Callable[[bytes], int] = lambda body: 200
+        self.delay = 0.0
+        self._lock = threading.Lock()
+        self._server = make_server("127.0.0.1", 0, self._app, threaded=True, request_handler=QuietHandler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_port}/webhooks/agora"
+
+    @Request.application  # type: ignore[misc]
+    def _app(self, request: Request) -> Response:
+        body = request.get_data()
+        with self._lock:
+            self.received.append((dict(request.headers), body))
+        if self.delay:
+            time.sleep(self.delay)
+        return Response(b'{"ok":true}', status=self.answer(body), content_type="application/json")
+
+    def envelopes(self, sid: str | None = None) -> list[dict[str, Any]]:
+        """Decoded callbacks, optionally for one sid."""
+        with self._lock:
+            items = [msgspec.json.decode(body) for _, body in self.received]
+        return [e for e in items if sid is None or e["payload"].get("sid") == sid]
+
+    def event_types(self, sid: str) -> list[int]:
+        """eventType of each callback received for a sid, in arrival order."""
+        return [e["eventType"] for e in self.envelopes(sid)]
+
+    def close(self) -> None:
+        """Stop serving."""
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def start_emulator(notify_url: str | None = None, **overrides: Any) -> tuple[Emulator, str]:
+    """An emulator on a free loopback port, compressed time, with the test credentials."""
+    config = Config(
+        app_id=APP_ID,
+        customer_id=CUSTOMER_ID,
+        customer_secret=CUSTOMER_SECRET,
+        notify_url=notify_url,
+        ncs_secret=NCS_SECRET,
+        time_scale=SCALE,
+        rate_limit=0,
+        ncs_timeout=2.0,
+    )
+    for name, value in overrides.items():
+        setattr(config, name, value)
+    emulator = Emulator(config)
+    return emulator, emulator.serve_in_thread()
+
+
+def make_client(base_url: str, **kwargs: Any) -> AgoraClient:
+    """The project's client pointed at one base URL."""
+    return AgoraClient(
+        app_id=APP_ID,
+        customer_id=CUSTOMER_ID,
+        customer_secret=CUSTOMER_SECRET,
+        hosts=HostPlan.single(base_url, retries=0),
+        **kwargs,
+    )
+
+
+def storage() -> StorageConfig:
+    """A storage configuration with recognisable keys."""
+    return StorageConfig(
+        vendor=1,
+        region=0,
+        bucket="recordings",
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        file_name_prefix=["tests"],
+    )
+
+
+def start_body(
+    mode: Mode, cname: str = "room1", uid: str = "527841", *, rtmp: bool = False, **recording: Any
+) -> StartRequest:
+    """A typical start body for a mode."""
+    if mode == "web":
+        services = [
+            ExtensionService(
+                service_name="web_recorder_service",
+                error_handle_policy="error_abort",
+                service_param=ServiceParam(
+                    url="https://example.com/class", video_width=1280, video_height=720, max_recording_hour=2
+                ),
+            )
+        ]
+        if rtmp:
+            services.append(
+                ExtensionService(
+                    service_name="rtmp_publish_service",
+                    error_handle_policy="error_ignore",
+                    service_param=ServiceParam(
+                        outputs=[RtmpOutput(rtmp_url="rtmp://cdn.example.com/live/a")]
+                    ),
+                )
+            )
+        request = StartClientRequest(
+            storage_config=storage(),
+            extension_service_config=ExtensionServiceConfig(extension_services=services),
+            recording_file_config=RecordingFileConfig(av_file_type=["hls", "mp4"]),
+        )
+    else:
+        request = StartClientRequest(
+            storage_config=storage(), recording_config=RecordingConfig(channel_type=0, **recording)
+        )
+    return StartRequest(cname=cname, uid=uid, client_request=request)
+
+
+def begin(
+    client: AgoraClient, mode: Mode, cname: str = "room1", uid: str = "527841", **kwargs: Any
+) -> tuple[str, str]:
+    """acquire + start; returns (resourceId, sid)."""
+    scene = 1 if mode == "web" else 0
+    acquired = client.acquire(
+        AcquireRequest(cname=cname, uid=uid, client_request=AcquireClientRequest(scene=scene)), mode=mode
+    )
+    assert acquired.resource_id
+    started = client.start(acquired.resource_id, mode, start_body(mode, cname, uid, **kwargs))
+    assert started.sid
+    return acquired.resource_id, started.sid
+
+
+def control(base_url: str, method: str, path: str, body: Any = None) -> Any:
+    """Call the emulator's control API."""
+    response = requests.request(method, f"{base_url}/_emulator/{path}", json=body, timeout=5)
+    assert response.status_code < 300, response.text
+    return response.json()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll until ``predicate()`` is truthy; fail the test with a clear message otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def emulated(seconds: float) -> float:
+    """Real seconds for an emulated duration in tests."""
+    return seconds * SCALE
