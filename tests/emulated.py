@@ -150,7 +150,7 @@ def start_body(
         )
     else:
         request = StartClientRequest(
-            storage_config=storage(), recording_config=RecordingConfig(channel_type=0, **recording)
+            storage_config=storage(), recording_config=RecordingConfig(**{"channel_type": 0, **recording})
         )
     return StartRequest(cname=cname, uid=uid, client_request=request)
 

@@ -1,0 +1,387 @@
+"""The emulator as a stand-in for Agora: task lifecycle, channel model, faults, and the NCS sender."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from agora_emulator import Emulator, FaultError, parse_cli_fault
+from tests.conftest import NCS_SECRET as RECEIVER_SECRET
+from tests.emulated import NCS_SECRET, Sink, begin, control, emulated, make_client, start_emulator, wait_until
+from tests.redis_server import free_port
+from webhook_service.signature import verify_signature
+from workers.agora import (
+    AgoraApiError,
+    AgoraClient,
+    Outcome,
+    StopRequest,
+    StreamSubscribe,
+    UidLists,
+    UpdateClientRequest,
+    UpdateRequest,
+)
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    sink = Sink()
+    yield sink
+    sink.close()
+
+
+@pytest.fixture
+def emulator(sink: Sink) -> Iterator[tuple[Emulator, str]]:
+    emulator, url = start_emulator(sink.url)
+    yield emulator, url
+    emulator.close()
+
+
+@pytest.fixture
+def base(emulator: tuple[Emulator, str]) -> str:
+    return emulator[1]
+
+
+@pytest.fixture
+def agora(base: str) -> AgoraClient:
+    return make_client(base)
+
+
+def task(base: str, sid: str) -> dict:
+    return control(base, "GET", f"tasks/{sid}")
+
+
+def stop(agora: AgoraClient, resource_id: str, sid: str, mode: str = "mix", cname: str = "room1") -> None:
+    agora.stop(resource_id, sid, mode, StopRequest(cname=cname, uid="527841"))  # type: ignore[arg-type]
+
+
+def test_callbacks_verify_with_the_receivers_code(agora: AgoraClient, base: str, sink: Sink) -> None:
+    """Every callback carries both signatures over the raw body; the receiver's own verifier accepts them."""
+    resource_id, sid = begin(agora, "mix")
+    wait_until(lambda: task(base, sid)["status"] == 5, timeout=5)
+    stop(agora, resource_id, sid)
+    wait_until(lambda: 11 in sink.event_types(sid), timeout=5)
+    assert sink.received
+    for headers, body in sink.received:
+        assert verify_signature(body, headers["Agora-Signature-V2"], None, [NCS_SECRET.encode()]) == "v2"
+        assert verify_signature(body, None, headers["Agora-Signature"], [NCS_SECRET.encode()]) == "v1"
+        assert headers["Content-Type"] == "application/json"
+    with pytest.raises(Exception, match="match"):
+        headers, body = sink.received[0]
+        verify_signature(body, headers["Agora-Signature-V2"], None, [RECEIVER_SECRET.encode()])
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("individual", [30, 40, 43, 44, 42, 4, 41, 33, 31, 11]),
+        ("mix", [30, 40, 43, 44, 42, 4, 41, 33, 31, 11]),
+        ("web", [30, 70, 42, 4, 71, 33, 31, 11]),
+    ],
+)
+def test_lifecycle_callbacks_in_order(
+    agora: AgoraClient, base: str, sink: Sink, mode: str, expected: list[int]
+) -> None:
+    """A normal recording sends Agora's events in a realistic order with increasing sequence numbers."""
+    resource_id, sid = begin(agora, mode)  # type: ignore[arg-type]
+    wait_until(lambda: task(base, sid)["status"] == 5, timeout=5)
+    stop(agora, resource_id, sid, mode)
+    wait_until(lambda: 11 in sink.event_types(sid), timeout=5)
+    time.sleep(0.2)
+    envelopes = sorted(sink.envelopes(sid), key=lambda e: e["payload"]["sequence"])
+    seen = []
+    for event_type in (e["eventType"] for e in envelopes):
+        if event_type not in seen:
+            seen.append(event_type)
+    assert seen == expected
+    assert [e["payload"]["sequence"] for e in envelopes] == list(range(len(envelopes)))
+    exit_event = next(e for e in envelopes if e["eventType"] == 11)
+    assert exit_event["payload"]["details"] == {"msgName": "session_exit", "exitStatus": 0}
+    uploaded = next(e for e in envelopes if e["eventType"] == 31)
+    assert uploaded["payload"]["serviceType"] == 2 and uploaded["payload"]["details"]["fileList"]
+
+
+def test_idle_channel_exits_after_max_idle_time(agora: AgoraClient, base: str, sink: Sink) -> None:
+    """Everyone leaves: after maxIdleTime the task leaves (41 leaveCode 4), uploads and exits; stop then says 49."""
+    resource_id, sid = begin(agora, "mix", max_idle_time=10)
+    wait_until(lambda: task(base, sid)["status"] == 5, timeout=5)
+    control(base, "PUT", "channels/room1", {"users": []})
+    wait_until(lambda: 11 in sink.event_types(sid), timeout=emulated(30) + 5)
+    leave = next(e for e in sink.envelopes(sid) if e["eventType"] == 41)
+    assert leave["payload"]["details"]["leaveCode"] == 4
+    assert task(base, sid)["exitReason"] == "idle"
+    with pytest.raises(AgoraApiError) as caught:
+        stop(agora, resource_id, sid)
+    assert caught.value.outcome is Outcome.ALREADY_STOPPED
+
+
+def test_live_channel_with_only_audience_is_idle_and_records_nothing(
+    agora: AgoraClient, base: str, sink: Sink
+) -> None:
+    """In a live channel only hosts count; audience members alone make the task idle, and nothing is recorded."""
+    control(
+        base, "PUT", "channels/talk", {"users": [{"uid": "7", "host": False, "audio": False, "video": False}]}
+    )
+    _, sid = begin(agora, "mix", cname="talk", channel_type=1, max_idle_time=5)
+    wait_until(lambda: 11 in sink.event_types(sid), timeout=emulated(20) + 5)
+    assert 31 not in sink.event_types(sid) and task(base, sid)["recorded"] is False
+
+
+def test_subscriptions_decide_what_is_recorded(agora: AgoraClient, base: str) -> None:
+    """Individual mode records only subscribed uids; an update changes the subscription for later files."""
+    control(base, "PUT", "channels/room1", {"users": [{"uid": "1001"}, {"uid": "1002"}, {"uid": "1003"}]})
+    resource_id, sid = begin(
+        agora, "individual", subscribe_audio_uids=["1001"], subscribe_video_uids=["1001"]
+    )
+    wait_until(lambda: task(base, sid)["status"] == 5, timeout=5)
+    names = [f["fileName"] for f in task(base, sid)["files"]]
+    assert names and all("__uid_s_1001__" in name for name in names)
+    lists = UidLists(subscribe_audio_uids=["1001", "1003"])
+    change = UpdateClientRequest(stream_subscribe=StreamSubscribe(audio_uid_list=lists))
+    agora.update(
+        resource_id, sid, "individual", UpdateRequest(cname="room1", uid="527841", client_request=change)
+    )
+    wait_until(
+        lambda: any("__uid_s_1003__uid_e_audio" in f["fileName"] for f in task(base, sid)["files"]),
+        timeout=emulated(15) + 5,
+    )
+    assert not any(
+        "1002" in f["fileName"] or "__uid_s_1003__uid_e_video" in f["fileName"]
+        for f in task(base, sid)["files"]
+    )
+
+
+def test_start_accepted_then_dying(agora: AgoraClient, base: str, sink: Sink) -> None:
+    """The die fault: start succeeds, then query answers 404 and no exit callback ever comes."""
+    control(base, "POST", "faults", {"kind": "die", "after": 3, "times": 1})
+    resource_id, sid = begin(agora, "mix")
+
+    def vanished() -> bool:
+        try:
+            agora.query(resource_id, sid, "mix")
+        except AgoraApiError as exc:
+            return exc.outcome is Outcome.NOT_FOUND
+        return False
+
+    wait_until(vanished, timeout=5)
+    time.sleep(emulated(10))
+    assert 11 not in sink.event_types(sid)
+    _, second = begin(agora, "mix", uid="527842")  # times=1: the next session is healthy
+    wait_until(lambda: task(base, second)["status"] == 5, timeout=5)
+
+
+def test_ha_failover(agora: AgoraClient, base: str, sink: Sink) -> None:
+    """Event 12 with newUid; 404s during the migration window; then the new uid and bak0_ files."""
+    control(base, "POST", "faults", {"kind": "failover", "after": 20, "window": 30})
+    resource_id, sid = begin(agora, "mix")
+    wait_until(lambda: 12 in sink.event_types(sid), timeout=5)
+    new_uid = str(
+        next(e for e in sink.envelopes(sid) if e["eventType"] == 12)["payload"]["details"]["newUid"]
+    )
+    with pytest.raises(AgoraApiError) as caught:
+        agora.query(resource_id, sid, "mix")
+    assert caught.value.status == 404
+    wait_until(
+        lambda: task(base, sid)["state"] == "running" and task(base, sid)["uid"] == new_uid,
+        timeout=emulated(40) + 5,
+    )
+    wait_until(
+        lambda: any(f["fileName"].startswith(f"tests/bak0_{sid}") for f in task(base, sid)["files"]),
+        timeout=emulated(30) + 5,
+    )
+    report = agora.query(resource_id, sid, "mix")
+    assert report.running and report.uid == "527841"  # answers keep the uid the session was started with
+    later = [e for e in sink.envelopes(sid) if e["eventType"] == 40]
+    assert {e["payload"]["uid"] for e in later} == {"527841", new_uid}
+    stop(agora, resource_id, sid)
+
+
+def test_backed_up_upload(agora: AgoraClient, base: str, sink: Sink) -> None:
+    """The backup fault: stop reports backuped and the callback is 32 backuped with the files."""
+    control(base, "POST", "faults", {"kind": "backup", "cname": "room1"})
+    resource_id, sid = begin(agora, "mix")
+    wait_until(lambda: task(base, sid)["status"] == 5, timeout=5)
+    assert (
+        agora.stop(resource_id, sid, "mix", StopRequest(cname="room1", uid="527841")).uploading_status
+        == "backuped"
+    )
+    wait_until(lambda: 11 in sink.event_types(sid), timeout=5)
+    assert 32 in sink.event_types(sid) and 31 not in sink.event_types(sid)
+
+
+def test_abnormal_exit(agora: AgoraClient, base: str, sink: Sink) -> None:
+    """A fatal error event, then session exit with exitStatus 1; files recorded so far are uploaded."""
+    control(base, "POST", "faults", {"kind": "abnormal_exit", "after": 25})
+    _, sid = begin(agora, "mix")
+    wait_until(lambda: 11 in sink.event_types(sid), timeout=emulated(30) + 5)
+    envelopes = {e["eventType"]: e for e in sink.envelopes(sid)}
+    assert envelopes[1]["payload"]["details"]["errorLevel"] == 5
+    assert envelopes[11]["payload"]["details"]["exitStatus"] == 1
+    assert 31 in envelopes
+
+
+def test_web_capability_limit(agora: AgoraClient, base: str, sink: Sink) -> None:
+    """Web mode: event 72 with limitType, then 71 with code 2 capability_limit, then exit."""
+    _, sid = begin(agora, "web")
+    control(
+        base,
+        "POST",
+        f"tasks/{sid}/faults",
+        {"kind": "capability_limit", "after": 12, "limitType": "resolution"},
+    )
+    wait_until(lambda: 11 in sink.event_types(sid), timeout=emulated(20) + 5)
+    envelopes = {e["eventType"]: e for e in sink.envelopes(sid)}
+    assert envelopes[72]["payload"]["details"]["limitType"] == "resolution"
+    assert envelopes[71]["payload"]["details"]["code"] == 2
+
+
+def test_web_max_recording_hour(sink: Sink) -> None:
+    """A web recording stops by itself at maxRecordingHour with 71 code 1."""
+    emulator, url = start_emulator(sink.url, time_scale=0.0002)  # 2 emulated hours = 1.4 real s
+    try:
+        _, sid = begin(make_client(url), "web")
+        wait_until(lambda: 11 in sink.event_types(sid), timeout=10)
+        stopped = next(e for e in sink.envelopes(sid) if e["eventType"] == 71)
+        assert (stopped["payload"]["details"]["code"], stopped["payload"]["details"]["message"]) == (
+            1,
+            "max_recording_hour",
+        )
+    finally:
+        emulator.close()
+
+
+def test_redelivery_until_200_at_most_three_resends(agora: AgoraClient, base: str, sink: Sink) -> None:
+    """A receiver answering 503 gets each callback 4 times in all, with a new notifyMs each time and the same noticeId."""
+    sink.answer = lambda body: 503
+    _, sid = begin(agora, "mix")
+    wait_until(lambda: sink.event_types(sid).count(30) == 4, timeout=emulated(20) + 5)
+    time.sleep(emulated(10))
+    copies = [e for e in sink.envelopes(sid) if e["eventType"] == 30]
+    assert len(copies) == 4 and len({e["noticeId"] for e in copies}) == 1
+    assert len({e["notifyMs"] for e in copies}) == 4
+    notes = control(base, "GET", f"notifications?sid={sid}")["notifications"]
+    first = next(n for n in notes if n["eventType"] == 30)
+    assert first["state"] == "failed" and [a["status"] for a in first["attempts"]] == [503] * 4
+
+
+def test_redelivery_after_a_timeout(sink: Sink) -> None:
+    """A receiver slower than the NCS timeout gets the callback again; once it answers in time, no more copies."""
+    emulator, url = start_emulator(sink.url, ncs_timeout=0.3)
+    try:
+        sink.delay = 0.5
+        _, sid = begin(make_client(url), "mix")
+        wait_until(lambda: sink.event_types(sid).count(30) >= 2, timeout=5)
+        sink.delay = 0
+        time.sleep(1.0)
+        assert 2 <= sink.event_types(sid).count(30) <= 4
+        attempts = next(
+            n
+            for n in control(url, "GET", f"notifications?sid={sid}")["notifications"]
+            if n["eventType"] == 30
+        )["attempts"]
+        assert attempts[0]["error"] == "ReadTimeout"
+    finally:
+        emulator.close()
+
+
+def test_ncs_loss_duplicates_and_reordering(agora: AgoraClient, base: str, sink: Sink) -> None:
+    """The ncs fault loses, duplicates and reorders callbacks, and the control API says which."""
+    control(base, "POST", "faults", {"kind": "ncs", "loss": 0.2, "duplicate": 0.5, "reorder": 20})
+    resource_id, sid = begin(agora, "individual")
+    wait_until(lambda: task(base, sid)["status"] == 5, timeout=5)
+    stop(agora, resource_id, sid, "individual")
+    time.sleep(emulated(25) + 0.5)
+    notes = control(base, "GET", f"notifications?sid={sid}")["notifications"]
+    lost = {n["noticeId"] for n in notes if n["state"] == "lost"}
+    duplicated = {n["noticeId"] for n in notes if n["duplicate"]}
+    received = [e["noticeId"] for e in sink.envelopes(sid)]
+    assert lost and duplicated
+    assert not lost & set(received)
+    assert any(received.count(notice) == 2 for notice in duplicated)
+    sequences = [e["payload"]["sequence"] for e in sink.envelopes(sid)]
+    assert sequences != sorted(sequences)
+
+
+def test_same_seed_same_ids(sink: Sink) -> None:
+    """A seed makes resource ids, sids and notice ids repeatable."""
+    runs = []
+    for _ in range(2):
+        emulator, url = start_emulator(None, seed=42)
+        try:
+            client = make_client(url)
+            runs.append(begin(client, "mix")[1])
+        finally:
+            emulator.close()
+    assert runs[0] == runs[1]
+
+
+def test_control_api_rejects_bad_fault_specs(base: str) -> None:
+    """Unknown fault kinds and bad values are a 400 with a reason; the CLI form parses the same specs."""
+    answer = requests.post(f"{base}/_emulator/faults", json={"kind": "meteor"}, timeout=5)
+    assert answer.status_code == 400 and "kind" in answer.json()["error"]
+    answer = requests.post(
+        f"{base}/_emulator/faults", json={"kind": "answer", "endpoint": "start", "status": "x"}, timeout=5
+    )
+    assert answer.status_code == 400
+    fault = parse_cli_fault("answer:endpoint=start,status=500,code=502,times=2")
+    assert (fault.kind, fault.params, fault.times) == (
+        "answer",
+        {"endpoint": "start", "status": 500, "code": 502},
+        2,
+    )
+    with pytest.raises(FaultError):
+        parse_cli_fault("ncs:loss")
+
+
+def test_command_line_emulator_serves_and_stops(sink: Sink) -> None:
+    """``python -m agora_emulator`` with the contract's flags serves the REST API and stops on SIGTERM."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "agora_emulator",
+        "--port",
+        str(port),
+        "--notify-url",
+        sink.url,
+        "--ncs-secret",
+        "s3cret",
+    ]
+    command += [
+        "--app-id",
+        "cli-app",
+        "--customer-id",
+        "cid",
+        "--customer-secret",
+        "csecret",
+        "--time-scale",
+        "0.02",
+        "--fault",
+        "backup",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(url), timeout=10)
+        answer = requests.post(
+            f"{url}/v1/apps/cli-app/cloud_recording/acquire",
+            json={"cname": "c", "uid": "1"},
+            auth=("cid", "csecret"),
+            timeout=5,
+        )
+        assert answer.status_code == 200 and answer.json()["resourceId"]
+        assert control(url, "GET", "faults")["faults"][0]["kind"] == "backup"
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/_emulator/state", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
