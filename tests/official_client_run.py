@@ -46,7 +46,14 @@ class EmulatorClient(CloudRecordingClient):
 
 
 def storage():
-    return api_start.StorageConfig(vendor=1, region=0, bucket="recordings", accessKey=ACCESS_KEY, secretKey=SECRET_KEY, fileNamePrefix=["tests"])
+    return api_start.StorageConfig(
+        vendor=1,
+        region=0,
+        bucket="recordings",
+        accessKey=ACCESS_KEY,
+        secretKey=SECRET_KEY,
+        fileNamePrefix=["tests"],
+    )
 
 
 def start_request(mode):
@@ -54,7 +61,12 @@ def start_request(mode):
         return api_start.ClientRequest(
             storageConfig=storage(),
             recordingConfig=api_start.RecordingConfig(
-                channelType=0, streamTypes=2, maxIdleTime=30, subscribeAudioUids=["1001"], subscribeVideoUids=["1001"], subscribeUidGroup=0
+                channelType=0,
+                streamTypes=2,
+                maxIdleTime=30,
+                subscribeAudioUids=["1001"],
+                subscribeVideoUids=["1001"],
+                subscribeUidGroup=0,
             ),
             recordingFileConfig=api_start.RecordingFileConfig(avFileType=["hls"]),
         )
@@ -64,7 +76,9 @@ def start_request(mode):
             recordingConfig=api_start.RecordingConfig(
                 channelType=0,
                 audioProfile=1,
-                transcodingConfig=api_start.TranscodingConfig(width=640, height=360, fps=15, bitrate=500, mixedVideoLayout=1, backgroundColor="#000000"),
+                transcodingConfig=api_start.TranscodingConfig(
+                    width=640, height=360, fps=15, bitrate=500, mixedVideoLayout=1, backgroundColor="#000000"
+                ),
             ),
             recordingFileConfig=api_start.RecordingFileConfig(avFileType=["hls", "mp4"]),
         )
@@ -72,7 +86,13 @@ def start_request(mode):
         api_start.ExtensionServices(
             serviceName="web_recorder_service",
             errorHandlePolicy="error_abort",
-            serviceParam=api_start.ServiceParam(url="https://example.com/class", audioProfile=0, videoWidth=1280, videoHeight=720, maxRecordingHour=3),
+            serviceParam=api_start.ServiceParam(
+                url="https://example.com/class",
+                audioProfile=0,
+                videoWidth=1280,
+                videoHeight=720,
+                maxRecordingHour=3,
+            ),
         ),
         api_start.ExtensionServices(
             serviceName="rtmp_publish_service",
@@ -82,7 +102,9 @@ def start_request(mode):
     ]
     return api_start.ClientRequest(
         storageConfig=storage(),
-        extensionServiceConfig=api_start.ExtensionServiceConfig(errorHandlePolicy="error_abort", extensionServices=services),
+        extensionServiceConfig=api_start.ExtensionServiceConfig(
+            errorHandlePolicy="error_abort", extensionServices=services
+        ),
         recordingFileConfig=api_start.RecordingFileConfig(avFileType=["hls", "mp4"]),
     )
 
@@ -96,19 +118,27 @@ def update_request(mode):
         return api_update.ClientRequest(streamSubscribe=api_update.StreamSubscribe(videoUidList=lists))
     return api_update.ClientRequest(
         webRecordingConfig=api_update.WebRecordingConfig(onhold=True),
-        rtmpPublishConfig=api_update.RtmpPublishConfig(outputs=[api_update.Outputs(rtmpUrl="rtmp://cdn.example.com/live/b")]),
+        rtmpPublishConfig=api_update.RtmpPublishConfig(
+            outputs=[api_update.Outputs(rtmpUrl="rtmp://cdn.example.com/live/b")]
+        ),
     )
 
 
 def layout_request():
-    window = api_update_layout.LayoutConfig(uid="1001", x_axis=0, y_axis=0, width=0.5, height=0.5, alpha=1, render_mode=0)
-    return api_update_layout.ClientRequest(mixedVideoLayout=3, backgroundColor="#000000", layoutConfig=[window])
+    window = api_update_layout.LayoutConfig(
+        uid="1001", x_axis=0, y_axis=0, width=0.5, height=0.5, alpha=1, render_mode=0
+    )
+    return api_update_layout.ClientRequest(
+        mixedVideoLayout=3, backgroundColor="#000000", layoutConfig=[window]
+    )
 
 
 def record(client, mode):
     scene = 1 if mode == "web" else 0
     acquired = client.acquire(
-        api_acquire.RequestBodyApiAcquire(cname=CNAME, uid=UID, clientRequest=api_acquire.ClientRequest(scene=scene, resourceExpiredHour=24))
+        api_acquire.RequestBodyApiAcquire(
+            cname=CNAME, uid=UID, clientRequest=api_acquire.ClientRequest(scene=scene, resourceExpiredHour=24)
+        )
     )
     resource_id = acquired.resourceId
     started = client.start(
@@ -119,7 +149,9 @@ def record(client, mode):
     statuses = []
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        answer = client.query(api_query.RequestPathParamsApiQuery(resource_id=resource_id, sid=sid, mode=mode))
+        answer = client.query(
+            api_query.RequestPathParamsApiQuery(resource_id=resource_id, sid=sid, mode=mode)
+        )
         statuses.append(answer.serverResponse.get("status"))
         if statuses[-1] == 5:
             break
@@ -131,11 +163,15 @@ def record(client, mode):
     if mode == "mix":
         client.update_layout(
             api_update_layout.RequestPathParamsApiUpdateLayout(resource_id=resource_id, sid=sid, mode=mode),
-            api_update_layout.RequestBodyApiUpdateLayout(cname=CNAME, uid=UID, clientRequest=layout_request()),
+            api_update_layout.RequestBodyApiUpdateLayout(
+                cname=CNAME, uid=UID, clientRequest=layout_request()
+            ),
         )
     stopped = client.stop(
         api_stop.RequestPathParamsApiStop(resource_id=resource_id, sid=sid, mode=mode),
-        api_stop.RequestBodyApiStop(cname=CNAME, uid=UID, clientRequest=api_stop.ClientRequest(async_stop=False)),
+        api_stop.RequestBodyApiStop(
+            cname=CNAME, uid=UID, clientRequest=api_stop.ClientRequest(async_stop=False)
+        ),
     )
     return {"sid": sid, "resourceId": resource_id, "statuses": statuses, "stop": stopped.serverResponse}
 

@@ -71,23 +71,53 @@ def run_official_client(url: str) -> dict[str, Any]:
 
 
 def storage() -> StorageConfig:
-    return StorageConfig(vendor=1, region=0, bucket="recordings", access_key=ACCESS_KEY, secret_key=SECRET_KEY, file_name_prefix=["tests"])
+    return StorageConfig(
+        vendor=1,
+        region=0,
+        bucket="recordings",
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        file_name_prefix=["tests"],
+    )
 
 
 def start_request(mode: str) -> StartClientRequest:
     """The same configurations the official-client script sends, built with the project's typed bodies."""
     if mode == "individual":
-        config = RecordingConfig(channel_type=0, stream_types=2, max_idle_time=30, subscribe_audio_uids=["1001"], subscribe_video_uids=["1001"], subscribe_uid_group=0)
-        return StartClientRequest(storage_config=storage(), recording_config=config, recording_file_config=RecordingFileConfig(av_file_type=["hls"]))
+        config = RecordingConfig(
+            channel_type=0,
+            stream_types=2,
+            max_idle_time=30,
+            subscribe_audio_uids=["1001"],
+            subscribe_video_uids=["1001"],
+            subscribe_uid_group=0,
+        )
+        return StartClientRequest(
+            storage_config=storage(),
+            recording_config=config,
+            recording_file_config=RecordingFileConfig(av_file_type=["hls"]),
+        )
     if mode == "mix":
-        transcoding = TranscodingConfig(width=640, height=360, fps=15, bitrate=500, mixed_video_layout=1, background_color="#000000")
+        transcoding = TranscodingConfig(
+            width=640, height=360, fps=15, bitrate=500, mixed_video_layout=1, background_color="#000000"
+        )
         config = RecordingConfig(channel_type=0, audio_profile=1, transcoding_config=transcoding)
-        return StartClientRequest(storage_config=storage(), recording_config=config, recording_file_config=RecordingFileConfig(av_file_type=["hls", "mp4"]))
+        return StartClientRequest(
+            storage_config=storage(),
+            recording_config=config,
+            recording_file_config=RecordingFileConfig(av_file_type=["hls", "mp4"]),
+        )
     services = [
         ExtensionService(
             service_name="web_recorder_service",
             error_handle_policy="error_abort",
-            service_param=ServiceParam(url="https://example.com/class", audio_profile=0, video_width=1280, video_height=720, max_recording_hour=3),
+            service_param=ServiceParam(
+                url="https://example.com/class",
+                audio_profile=0,
+                video_width=1280,
+                video_height=720,
+                max_recording_hour=3,
+            ),
         ),
         ExtensionService(
             service_name="rtmp_publish_service",
@@ -97,16 +127,22 @@ def start_request(mode: str) -> StartClientRequest:
     ]
     return StartClientRequest(
         storage_config=storage(),
-        extension_service_config=ExtensionServiceConfig(error_handle_policy="error_abort", extension_services=services),
+        extension_service_config=ExtensionServiceConfig(
+            error_handle_policy="error_abort", extension_services=services
+        ),
         recording_file_config=RecordingFileConfig(av_file_type=["hls", "mp4"]),
     )
 
 
 def update_request(mode: str) -> UpdateClientRequest:
     if mode == "individual":
-        return UpdateClientRequest(stream_subscribe=StreamSubscribe(audio_uid_list=UidLists(subscribe_audio_uids=["1001", "1002"])))
+        return UpdateClientRequest(
+            stream_subscribe=StreamSubscribe(audio_uid_list=UidLists(subscribe_audio_uids=["1001", "1002"]))
+        )
     if mode == "mix":
-        return UpdateClientRequest(stream_subscribe=StreamSubscribe(video_uid_list=UidLists(subscribe_video_uids=["#allstream#"])))
+        return UpdateClientRequest(
+            stream_subscribe=StreamSubscribe(video_uid_list=UidLists(subscribe_video_uids=["#allstream#"]))
+        )
     return UpdateClientRequest(
         web_recording_config=WebRecordingConfig(onhold=True),
         rtmp_publish_config=RtmpPublishConfig(outputs=[RtmpOutput(rtmp_url="rtmp://cdn.example.com/live/b")]),
@@ -114,17 +150,32 @@ def update_request(mode: str) -> UpdateClientRequest:
 
 
 def record_with_project_client(agora: AgoraClient, mode: Any) -> None:
-    acquired = agora.acquire(AcquireRequest(cname=CNAME, uid=UID, client_request=AcquireClientRequest(scene=1 if mode == "web" else 0, resource_expired_hour=24)), mode=mode)
+    acquired = agora.acquire(
+        AcquireRequest(
+            cname=CNAME,
+            uid=UID,
+            client_request=AcquireClientRequest(scene=1 if mode == "web" else 0, resource_expired_hour=24),
+        ),
+        mode=mode,
+    )
     resource_id = acquired.resource_id
     assert resource_id
-    sid = agora.start(resource_id, mode, StartRequest(cname=CNAME, uid=UID, client_request=start_request(mode))).sid
+    sid = agora.start(
+        resource_id, mode, StartRequest(cname=CNAME, uid=UID, client_request=start_request(mode))
+    ).sid
     assert sid
     wait_until(lambda: agora.query(resource_id, sid, mode).status == 5, timeout=10)
-    agora.update(resource_id, sid, mode, UpdateRequest(cname=CNAME, uid=UID, client_request=update_request(mode)))
+    agora.update(
+        resource_id, sid, mode, UpdateRequest(cname=CNAME, uid=UID, client_request=update_request(mode))
+    )
     if mode == "mix":
         window = LayoutConfig(uid="1001", x_axis=0, y_axis=0, width=0.5, height=0.5, alpha=1, render_mode=0)
-        layout = UpdateLayoutClientRequest(mixed_video_layout=3, background_color="#000000", layout_config=[window])
-        agora.update_layout(resource_id, sid, UpdateLayoutRequest(cname=CNAME, uid=UID, client_request=layout))
+        layout = UpdateLayoutClientRequest(
+            mixed_video_layout=3, background_color="#000000", layout_config=[window]
+        )
+        agora.update_layout(
+            resource_id, sid, UpdateLayoutRequest(cname=CNAME, uid=UID, client_request=layout)
+        )
     agora.stop(resource_id, sid, mode, StopRequest(cname=CNAME, uid=UID))
 
 
@@ -134,7 +185,9 @@ def bodies(url: str) -> list[tuple[str, str | None, Any]]:
     for request in control(url, "GET", "requests")["requests"]:
         if request["endpoint"] == "query":
             continue
-        mode = next((part for part in ("individual", "mix", "web") if f"/mode/{part}/" in request["path"]), None)
+        mode = next(
+            (part for part in ("individual", "mix", "web") if f"/mode/{part}/" in request["path"]), None
+        )
         result.append((request["endpoint"], mode, request["body"]))
     return result
 
@@ -153,7 +206,13 @@ def test_official_client_completes_every_mode(emulator: tuple[Emulator, str]) ->
     web_services = {s["serviceName"]: s["payload"] for s in results["web"]["stop"]["extensionServiceState"]}
     assert web_services["upload_service"] == {"uploadingStatus": "uploaded"}
     endpoints = [endpoint for endpoint, _, _ in bodies(url)]
-    assert endpoints == ["acquire", "start", "update", "stop"] + ["acquire", "start", "update", "updateLayout", "stop"] + ["acquire", "start", "update", "stop"]
+    assert endpoints == ["acquire", "start", "update", "stop"] + [
+        "acquire",
+        "start",
+        "update",
+        "updateLayout",
+        "stop",
+    ] + ["acquire", "start", "update", "stop"]
 
 
 def test_both_clients_send_equivalent_bodies(emulator: tuple[Emulator, str]) -> None:

@@ -5,8 +5,13 @@ is set, then the two Procfile processes (gunicorn and ``rq worker --with-schedul
 defaults for anything not configured. Prints where to look and how to send a signed callback. Ctrl-C (or
 SIGTERM) stops everything it started; if one process dies, the others are stopped too.
 
+When no Agora credentials are configured (``AGORA_CUSTOMER_ID`` unset), the Agora emulator is started too
+(``python -m agora_emulator``, first free port from 8090), its callbacks posted to this receiver and signed with
+the NCS secret, and the web and worker processes pointed at it through ``AGORA_API_BASE_URL``.
+
 Environment knobs beyond ``contract.md``: ``DEV_VAR_DIR`` (default ``./var``), ``DEV_REDIS_PORT``
-(default: first free port from 6379).
+(default: first free port from 6379), ``DEV_EMULATOR_TIME_SCALE`` (default 1: Agora's own pace).
+If the parent (``make``) goes away, everything stops as on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -23,6 +28,16 @@ from pathlib import Path
 
 DEV_NCS_SECRET = "dev-ncs-secret"
 DEV_API_TOKEN = "dev-token"
+EMULATOR = {
+    "AGORA_APP_ID": "emulator-app-id",
+    "AGORA_CUSTOMER_ID": "emulator-customer-id",
+    "AGORA_CUSTOMER_SECRET": "emulator-customer-secret",
+    "AGORA_STORAGE_VENDOR": "1",
+    "AGORA_STORAGE_REGION": "0",
+    "AGORA_STORAGE_BUCKET": "demo-recordings",
+    "AGORA_STORAGE_ACCESS_KEY": "demo-access-key",
+    "AGORA_STORAGE_SECRET_KEY": "demo-secret-key",
+}
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -65,7 +80,7 @@ def wait_for_redis(port: int, process: subprocess.Popen[bytes], timeout: float =
     raise RuntimeError("redis-server did not answer PING")
 
 
-def banner(port: int, env: dict[str, str]) -> str:
+def banner(port: int, env: dict[str, str], emulator_url: str | None) -> str:
     base = f"http://127.0.0.1:{port}"
     secret = env["AGORA_NCS_SECRETS"].split(",")[0]
     token = env["API_TOKENS"].split(",")[0]
@@ -87,6 +102,20 @@ def banner(port: int, env: dict[str, str]) -> str:
   body='{body}'
   curl -s {base}/webhooks/agora -H 'Content-Type: application/json' -H "Agora-Signature-V2: $(printf %s "$body" | openssl dgst -sha256 -hmac {secret} -r | cut -d' ' -f1)" -d "$body"; echo
   curl -s -H 'Authorization: Bearer {token}' {base}/v1/sessions/demo-sid/events; echo
+""" + (emulator_banner(base, token, emulator_url) if emulator_url else "")
+
+
+def emulator_banner(base: str, token: str, emulator_url: str) -> str:
+    """How to make the emulator record a channel and watch its callbacks arrive."""
+    env = f"AGORA_API_BASE_URL={emulator_url} AGORA_APP_ID={EMULATOR['AGORA_APP_ID']}"
+    env += f" AGORA_CUSTOMER_ID={EMULATOR['AGORA_CUSTOMER_ID']} AGORA_CUSTOMER_SECRET={EMULATOR['AGORA_CUSTOMER_SECRET']}"
+    return f"""
+  Agora emulator  {emulator_url}   (no Agora credentials configured; state: {emulator_url}/_emulator/state)
+
+  Record a demo channel for 30 s through the emulator, then read the callbacks Agora sent for it:
+
+  {env} .venv/bin/python -m workers.agora demo --cname demo --mode mix --seconds 30
+  curl -s -H 'Authorization: Bearer {token}' {base}/v1/sessions/<sid printed above>/events; echo
 """
 
 
@@ -140,6 +169,24 @@ def main() -> int:
             )  # fmt: skip
             wait_for_redis(redis_port, redis)
             env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+        emulator_url = None
+        if not env.get("AGORA_CUSTOMER_ID"):
+            emulator_port = free_port(8090)
+            emulator_url = f"http://127.0.0.1:{emulator_port}"
+            for name, value in EMULATOR.items():
+                env.setdefault(name, value)
+            env["AGORA_API_BASE_URL"] = emulator_url
+            start(
+                [
+                    sys.executable, "-m", "agora_emulator", "--port", str(emulator_port),
+                    "--notify-url", f"http://127.0.0.1:{env['PORT']}/webhooks/agora",
+                    "--ncs-secret", env["AGORA_NCS_SECRETS"].split(",")[0],
+                    "--app-id", env["AGORA_APP_ID"], "--customer-id", env["AGORA_CUSTOMER_ID"],
+                    "--customer-secret", env["AGORA_CUSTOMER_SECRET"],
+                    "--time-scale", os.environ.get("DEV_EMULATOR_TIME_SCALE", "1"),
+                ]
+            )  # fmt: skip
+            wait_for(f"{emulator_url}/_emulator/state", 15, processes)
         start([str(bin_dir / "gunicorn"), "-c", "gunicorn.conf.py", "webhook_service:create_app()"])
         start(
             [
@@ -148,8 +195,11 @@ def main() -> int:
             ]
         )  # fmt: skip
         wait_for(f"http://127.0.0.1:{env['PORT']}/readyz", 30, processes)
-        print(banner(int(env["PORT"]), env), flush=True)
+        print(banner(int(env["PORT"]), env, emulator_url), flush=True)
+        parent = os.getppid()
         while all(p.poll() is None for p in processes):
+            if os.getppid() != parent:  # make was killed without passing the signal on
+                return 0
             time.sleep(0.5)
         print("a process exited; stopping the others", file=sys.stderr)
         return 1

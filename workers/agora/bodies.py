@@ -761,3 +761,17 @@ def from_json_dict(kind: type[B], data: object, path: str = "") -> B:
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
+
+
+def storage_from_settings(settings: Any) -> StorageConfig | None:
+    """The default ``storageConfig`` from ``AGORA_STORAGE_*`` (None when no bucket is configured)."""
+    if not settings.storage_bucket or settings.storage_vendor is None:
+        return None
+    return StorageConfig(
+        vendor=settings.storage_vendor,
+        region=settings.storage_region or 0,
+        bucket=settings.storage_bucket,
+        access_key=settings.storage_access_key,
+        secret_key=settings.storage_secret_key,
+        file_name_prefix=list(settings.storage_prefix) or None,
+    )
