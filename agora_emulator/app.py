@@ -17,6 +17,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -199,11 +200,13 @@ class Emulator:
 
     def _rest(self, request: Request) -> Response:
         request_id = f"{self.rng.getrandbits(64):016x}"
-        endpoint, args = "", {}
+        endpoint: str = ""
+        args: dict[str, Any] = {}
         body: Any = None
         try:
             try:
-                endpoint, args = REST_RULES.bind_to_environ(request.environ).match()
+                endpoint, matched = REST_RULES.bind_to_environ(request.environ).match()
+                args = dict(matched)
             except Exception:
                 raise Reject(404, {"message": "no Route matched with those values"}) from None
             self._authenticate(request)
@@ -310,7 +313,8 @@ class Emulator:
             return _json({"error": "unknown control endpoint"}, 404)
         try:
             with self.world.lock:
-                return getattr(self, f"_control_{name}")(request, **args)
+                handler: Callable[..., Response] = getattr(self, f"_control_{name}")
+                return handler(request, **args)
         except (FaultError, ValueError, KeyError, TypeError, msgspec.DecodeError) as exc:
             return _json({"error": str(exc)}, 400)
 

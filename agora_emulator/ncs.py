@@ -8,6 +8,7 @@ every resend, ``noticeId`` never. The ``ncs`` fault adds loss, duplicates, delay
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -106,7 +107,7 @@ class NcsSender:
                 fault.get("delay", 0.0) + self.rng.uniform(0.0, fault.get("reorder", 0.0)) for _ in copies
             ]
         for copy, delay in zip(copies, delays, strict=True):
-            self.scheduler.call_later(delay, lambda copy=copy: self._submit(copy))
+            self.scheduler.call_later(delay, functools.partial(self._submit, copy))
 
     def stop(self) -> None:
         """Stop posting (pending deliveries are dropped)."""

@@ -135,7 +135,7 @@ def main() -> int:
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(command: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, **kwargs)  # type: ignore[call-overload]
+        process: subprocess.Popen[bytes] = subprocess.Popen(command, cwd=ROOT, env=env, **kwargs)  # type: ignore[call-overload]
         processes.append(process)
         return process
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import cast
 
 import redis
 from rq import get_current_job
@@ -84,10 +85,12 @@ def drain_batch(
     while True:
         with connection.pipeline() as pipe:
             try:
-                pipe.watch(cursor_key)
-                cursor = pipe.get(cursor_key)
+                pipe.watch(cursor_key)  # type: ignore[no-untyped-call]
+                cursor = cast(bytes | None, pipe.get(cursor_key))
                 start = "-" if cursor is None else "(" + cursor.decode()
-                entries = pipe.xrange(stream, min=start, count=batch_size)
+                entries = cast(
+                    list[tuple[bytes, dict[bytes, bytes]]], pipe.xrange(stream, min=start, count=batch_size)
+                )
                 if not entries:
                     return 0
                 routed, unrouted, dead = _parse_entries(entries)
@@ -122,7 +125,9 @@ def drain_batch(
 def _parse_entries(
     entries: list[tuple[bytes, dict[bytes, bytes]]],
 ) -> tuple[list[NcsEvent], list[NcsEvent], list[tuple[bytes, bytes, str]]]:
-    routed, unrouted, dead = [], [], []
+    routed: list[NcsEvent] = []
+    unrouted: list[NcsEvent] = []
+    dead: list[tuple[bytes, bytes, str]] = []
     for entry_id, fields in entries:
         raw = fields.get(b"b", b"")
         try:

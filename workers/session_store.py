@@ -15,9 +15,9 @@ All four expire ``SESSION_RETENTION_SECONDS`` after the last event; the timeline
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.client import Pipeline
@@ -93,7 +93,8 @@ def plan_updates(connection: redis.Redis, events: Iterable[NcsEvent], max_events
 
 def _earliest_members(connection: redis.Redis, sid: str, added: Sequence[NcsEvent], count: int) -> list[str]:
     """The ``count`` earliest timeline members once ``added`` joins the stored timeline."""
-    stored = [m.decode() for m in connection.zrange(keys.session_order(sid), 0, count - 1)]
+    members = cast(list[bytes], connection.zrange(keys.session_order(sid), 0, count - 1))
+    stored = [m.decode() for m in members]
     return sorted(stored + [timeline_member(e) for e in added])[:count]
 
 
@@ -118,7 +119,7 @@ def write_updates(pipe: Pipeline, updates: Iterable[SessionUpdate], retention_se
         pipe.zadd(keys.session_order(sid), {timeline_member(e): 0 for e in update.added})
         semantic = {key: e.notice_id for e in update.added if (key := semantic_key(e)) is not None}
         if semantic:
-            pipe.hset(keys.session_semantic(sid), mapping=semantic)
+            pipe.hset(keys.session_semantic(sid), mapping=cast(Mapping[Any, Any], semantic))
         if update.trimmed:
             pipe.zrem(keys.session_order(sid), *update.trimmed)
             pipe.hdel(keys.session_events(sid), *[notice_id_of(m) for m in update.trimmed])
@@ -156,6 +157,6 @@ def read_session(connection: redis.Redis, sid: str) -> SessionView | None:
     for value in stored:
         if value is None:  # trimmed between the two reads
             continue
-        received, _, raw = value.partition(b"\n")
+        received, _, raw = cast(bytes, value).partition(b"\n")
         events.append(parse_event(raw, int(received)).to_dict())
     return SessionView(state=decode_state(raw_state), duplicates=int(duplicates or 0), events=events)

@@ -41,7 +41,9 @@ def demo(args: argparse.Namespace) -> int:
     storage = storage_from_settings(settings)
     if storage is None and settings.agora_api_base_url:
         print("no AGORA_STORAGE_* configured: using a placeholder bucket (fine for the emulator)", flush=True)
-        storage = StorageConfig(vendor=1, region=0, bucket="demo-recordings", access_key="demo", secret_key="demo")
+        storage = StorageConfig(
+            vendor=1, region=0, bucket="demo-recordings", access_key="demo", secret_key="demo"
+        )
     if storage is None:
         raise ConfigError("AGORA_STORAGE_VENDOR and AGORA_STORAGE_BUCKET (and keys) are needed to record")
     client = AgoraClient.from_settings(settings)
