@@ -33,9 +33,10 @@ from workers.agora.bodies import (
 )
 from workers.agora.errors import AgoraApiError, AgoraRequestError, AgoraTransportError
 from workers.agora.outcomes import Outcome, classify
-from workers.agora.responses import Answer, RecordingReport, as_int, as_str
+from workers.agora.responses import Answer, RecordingReport, as_str
 from workers.agora.transport import HostPlan, Timeout, is_dns_failure, process_session
 from workers.config import Settings
+from workers.events import as_int
 
 log = logging.getLogger(__name__)
 

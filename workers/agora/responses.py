@@ -11,22 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from workers.events import as_int
+
 RUNNING_STATUSES = (4, 5)
-
-
-def as_int(value: object) -> int | None:
-    """An integer from an int or a decimal string, else ``None``."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("-").isdigit():
-            return int(text)
-    return None
 
 
 def as_bool(value: object) -> bool | None:
