@@ -183,8 +183,8 @@ def start(body: dict[str, Any], mode: str) -> dict[str, Any]:
     if snapshot is not None:
         if mode != "individual":
             raise invalid(f"{what}: snapshotConfig is only for individual mode")
-        integer(obj(snapshot, "snapshotConfig", what), "captureInterval", what, 5, 3600)
-        info["snapshots"] = True
+        interval = integer(obj(snapshot, "snapshotConfig", what), "captureInterval", what, 5, 3600)
+        info["captureInterval"] = interval or 10
     return info
 
 

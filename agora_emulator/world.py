@@ -586,6 +586,14 @@ class World:
             self._later(FIRST_FILE_DELAY[task.mode], self._first_files, task)
         if task.recorded_since is not None and task.status == 5 and task.mode == "individual":
             self._individual_files(task)
+        interval = task.info.get("captureInterval")
+        if interval and task.mode == "individual" and now - task.info.get("lastSnapshot", -1e9) >= interval:
+            task.info["lastSnapshot"] = now
+            stamp = self.clock.wall_ms()
+            for uid in sorted({uid for (uid, kind), on in task.receiving.items() if on and kind == "video"}):
+                prefix = "/".join(task.info.get("prefix", []))
+                name = f"{task.sid}_{task.cname}__uid_s_{uid}__uid_e_video_{stamp}.jpg"
+                self.emit(task, 45, {"fileName": f"{prefix}/{name}" if prefix else name})
 
     def _first_files(self, task: Task, force: bool = False) -> None:
         if task.state != "running" and not force:

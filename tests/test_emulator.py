@@ -12,13 +12,25 @@ import requests
 
 from agora_emulator import Emulator, FaultError, parse_cli_fault
 from tests.conftest import NCS_SECRET as RECEIVER_SECRET
-from tests.emulated import NCS_SECRET, Sink, begin, control, emulated, make_client, start_emulator, wait_until
+from tests.emulated import (
+    NCS_SECRET,
+    Sink,
+    begin,
+    control,
+    emulated,
+    make_client,
+    start_body,
+    start_emulator,
+    wait_until,
+)
 from tests.redis_server import free_port
 from webhook_service.signature import verify_signature
 from workers.agora import (
+    AcquireRequest,
     AgoraApiError,
     AgoraClient,
     Outcome,
+    SnapshotConfig,
     StopRequest,
     StreamSubscribe,
     UidLists,
@@ -385,3 +397,23 @@ def _answers(url: str) -> bool:
         return requests.get(f"{url}/_emulator/state", timeout=1).status_code == 200
     except requests.RequestException:
         return False
+
+
+def test_individual_snapshots_send_event_45(agora: AgoraClient, base: str, sink: Sink) -> None:
+    """With snapshotConfig, each video uid's screenshots are announced by event 45 as "<prefix>/<file>.jpg"."""
+    control(
+        base,
+        "PUT",
+        "channels/room1",
+        {"users": [{"uid": "1001", "audio": True, "video": True}, {"uid": "1002", "video": False}]},
+    )
+    body = start_body("individual")
+    body.client_request.snapshot_config = SnapshotConfig(capture_interval=5, file_type=["jpg"])
+    resource = agora.acquire(AcquireRequest(cname="room1", uid="527841")).resource_id
+    assert resource
+    sid = agora.start(resource, "individual", body).sid
+    wait_until(lambda: sink.event_types(sid).count(45) >= 2, timeout=5)
+    names = [e["payload"]["details"]["fileName"] for e in sink.envelopes(sid) if e["eventType"] == 45]
+    assert all(
+        n.startswith(f"tests/{sid}_room1__uid_s_1001__uid_e_video_") and n.endswith(".jpg") for n in names
+    )
