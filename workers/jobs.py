@@ -26,6 +26,7 @@ from workers.config import current_settings
 from workers.errors import EventError
 from workers.events import NcsEvent, parse_event
 from workers.inbox import wake
+from workers.orchestrator import wake_recordings
 from workers.session_store import plan_updates, write_updates
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,8 @@ def drain_batch(
             except redis.WatchError:
                 continue  # another drain advanced the cursor: re-read from where it left off
         connection.xtrim(stream, minid=last_id, approximate=True)
+        # Callbacks are hints for the orchestration: the recordings owning these sessions take a look.
+        wake_recordings(connection, [u.sid for u in updates if u.added])
         return len(entries)
 
 

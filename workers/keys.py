@@ -60,3 +60,36 @@ def session_order(sid: str) -> str:
 
 def session_semantic(sid: str) -> str:
     return f"{PREFIX}:session:{sid}:semantic"
+
+
+def rate_limit(app_id: str) -> str:
+    """Send times of recent Agora requests for one App ID (sorted set)."""
+    return f"{PREFIX}:ratelimit:{app_id}"
+
+
+RECORDINGS_INDEX = f"{PREFIX}:recordings"  # sorted set: id by creation time (ms)
+
+
+def recording(recording_id: str) -> str:
+    """A recording's document (JSON)."""
+    return f"{PREFIX}:rec:{recording_id}"
+
+
+def recording_timeline(recording_id: str) -> str:
+    """A recording's timeline of API calls and transitions (list of JSON entries, oldest first)."""
+    return f"{PREFIX}:rec:{recording_id}:timeline"
+
+
+def recording_lock(recording_id: str) -> str:
+    """Held while a worker acts on a recording (one Agora conversation at a time)."""
+    return f"{PREFIX}:rec:{recording_id}:lock"
+
+
+def recording_of_sid(sid: str) -> str:
+    """Which recording a session (sid) belongs to."""
+    return f"{PREFIX}:sid:{sid}:recording"
+
+
+def idempotency(key: str) -> str:
+    """The recording created for an ``Idempotency-Key``."""
+    return f"{PREFIX}:idem:{key}"

@@ -1,0 +1,230 @@
+"""The management API: ``/v1/recordings`` (bearer tokens from ``API_TOKENS``).
+
+The web process only validates, stores and queues; workers talk to Agora (``workers/orchestrator.py``).
+Errors are ``{"error": {"code", "message", "field"}}``; a body that names a field always says which one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import redis
+from flask import Blueprint, Response, jsonify, request
+
+from webhook_service.auth import require_token
+from webhook_service.http_errors import error_response
+from webhook_service.services import get_services
+from workers.agora import AgoraRequestError
+from workers.recording_store import (
+    MAX_LIST,
+    RecordingSpec,
+    check_change,
+    create_recording,
+    list_recordings,
+    load,
+    send_command,
+    timeline,
+)
+from workers.recordings import STATES, Recording
+from workers.session_store import read_session
+
+bp = Blueprint("recordings", __name__, url_prefix="/v1/recordings")
+
+
+def _json_body() -> Any | Response:
+    if not request.is_json:
+        return error_response(415, "unsupported_media_type", "send Content-Type: application/json")
+    try:
+        return msgspec.json.decode(request.get_data())
+    except msgspec.DecodeError as exc:
+        return error_response(400, "invalid_json", f"the body is not valid JSON: {exc}")
+
+
+def _store_errors(view: Callable[..., Response]) -> Callable[..., Response]:
+    """Redis trouble is a 503 (retry later), never a 500."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return view(*args, **kwargs)
+        except redis.RedisError:
+            return error_response(503, "store_unavailable", "Redis is not answering; retry later")
+
+    wrapper.__name__ = view.__name__
+    wrapper.__doc__ = view.__doc__
+    return wrapper
+
+
+def _load(recording_id: str) -> Recording | Response:
+    recording = load(get_services().redis, recording_id)
+    if recording is None:
+        return error_response(404, "not_found", f"no recording {recording_id!r}", field="id")
+    return recording
+
+
+def _accepted(recording: Recording, **overrides: Any) -> Response:
+    response = jsonify({**recording.public(), **overrides})
+    response.status_code = 202
+    response.headers["Location"] = f"/v1/recordings/{recording.id}"
+    return response
+
+
+@bp.post("")
+@require_token
+@_store_errors
+def create() -> Response:
+    """Record a channel: 202 with the new recording (state ``pending``)."""
+    body = _json_body()
+    if isinstance(body, Response):
+        return body
+    try:
+        spec = msgspec.convert(body, RecordingSpec)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).rpartition(" - at `")
+        field = where.rstrip("`").removeprefix("$").lstrip(".") if where else None
+        if field is None and "`" in str(exc):
+            field = str(exc).split("`")[1]
+        return error_response(400, "invalid_request", message or str(exc), field=field or "body")
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 200:
+        return error_response(
+            400, "invalid_request", "Idempotency-Key must be 1 to 200 characters", field="Idempotency-Key"
+        )
+    services = get_services()
+    try:
+        recording, created = create_recording(services.redis, services.settings, spec, key)
+    except AgoraRequestError as exc:
+        return error_response(400, "invalid_request", exc.reason, field=exc.field)
+    response = _accepted(recording)
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+@bp.get("")
+@require_token
+@_store_errors
+def list_all() -> Response:
+    """Recordings, newest first: ``?state=&cname=&limit=&cursor=``."""
+    state = request.args.get("state") or None
+    if state is not None and state not in STATES:
+        return error_response(
+            400, "invalid_request", f"state must be one of {', '.join(STATES)}", field="state"
+        )
+    try:
+        limit = int(request.args.get("limit", 50))
+        cursor = int(request.args["cursor"]) if request.args.get("cursor") else None
+    except ValueError:
+        return error_response(400, "invalid_request", "limit and cursor are integers", field="limit")
+    if not 1 <= limit <= MAX_LIST:
+        return error_response(400, "invalid_request", f"limit must be 1 to {MAX_LIST}", field="limit")
+    found, next_cursor = list_recordings(
+        get_services().redis, state=state, cname=request.args.get("cname") or None, limit=limit, cursor=cursor
+    )
+    return jsonify(
+        {
+            "recordings": [r.public() for r in found],
+            "nextCursor": None if next_cursor is None else str(next_cursor),
+        }
+    )
+
+
+@bp.get("/<recording_id>")
+@require_token
+@_store_errors
+def get_one(recording_id: str) -> Response:
+    """State, desired state, attempts, sessions, files, last error; never a secret."""
+    recording = _load(recording_id)
+    if isinstance(recording, Response):
+        return recording
+    return jsonify(recording.public())
+
+
+@bp.post("/<recording_id>/stop")
+@require_token
+@_store_errors
+def stop(recording_id: str) -> Response:
+    """Stop recording (idempotent): 202."""
+    recording = _load(recording_id)
+    if isinstance(recording, Response):
+        return recording
+    if not recording.terminal:
+        send_command(get_services().redis, recording_id, {"op": "stop"})
+    return _accepted(recording, desiredState="stopped")
+
+
+def _change(recording_id: str, kind: str) -> Response:
+    recording = _load(recording_id)
+    if isinstance(recording, Response):
+        return recording
+    body = _json_body()
+    if isinstance(body, Response):
+        return body
+    try:
+        checked = check_change(recording, kind, body)
+    except AgoraRequestError as exc:
+        return error_response(400, "invalid_request", exc.reason, field=exc.field)
+    if recording.terminal or recording.desired == "stopped":
+        return error_response(
+            409, "conflict", f"the recording is {recording.state} (desired: {recording.desired})", field="id"
+        )
+    send_command(get_services().redis, recording_id, {"op": kind, "body": checked})
+    return _accepted(recording)
+
+
+@bp.post("/<recording_id>/update")
+@require_token
+@_store_errors
+def update(recording_id: str) -> Response:
+    """Subscriptions (individual/mix), ``webRecordingConfig.onhold`` and ``rtmpPublishConfig`` (web), or new
+    ``storageConfig`` credentials; Agora's ``update`` clientRequest shape. 202."""
+    return _change(recording_id, "update")
+
+
+@bp.post("/<recording_id>/layout")
+@require_token
+@_store_errors
+def layout(recording_id: str) -> Response:
+    """Replace the whole mix layout (Agora's ``updateLayout`` clientRequest shape). 202."""
+    return _change(recording_id, "layout")
+
+
+@bp.get("/<recording_id>/events")
+@require_token
+@_store_errors
+def events(recording_id: str) -> Response:
+    """The timeline: API calls, Agora calls, transitions and every callback of its sessions, in time order."""
+    recording = _load(recording_id)
+    if isinstance(recording, Response):
+        return recording
+    connection = get_services().redis
+    entries: list[dict[str, Any]] = list(timeline(connection, recording_id))
+    for session in recording.sessions:
+        if session.sid is None:
+            continue
+        view = read_session(connection, session.sid)
+        for event in view.events if view is not None else ():
+            entries.append({"ts": event.get("receivedMs"), "kind": "callback", **event})
+    entries.sort(key=lambda e: e.get("ts") or 0)
+    return jsonify({"id": recording_id, "state": recording.state, "events": entries})
+
+
+@bp.get("/<recording_id>/files")
+@require_token
+@_store_errors
+def files(recording_id: str) -> Response:
+    """The file manifest with each file's upload status."""
+    recording = _load(recording_id)
+    if isinstance(recording, Response):
+        return recording
+    public = recording.public()
+    return jsonify(
+        {
+            "id": recording_id,
+            "state": recording.state,
+            "files": public["files"],
+            "backedUpFiles": public["backedUpFiles"],
+            "uploadStuck": recording.upload_stuck,
+        }
+    )
