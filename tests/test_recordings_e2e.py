@@ -44,7 +44,9 @@ class World:
         self.agora = emulator_url
 
     def api(self, method: str, path: str, body: Any = None, **headers: str) -> requests.Response:
-        return requests.request(method, self.stack.url + path, json=body, headers={**AUTH, **headers}, timeout=10)
+        return requests.request(
+            method, self.stack.url + path, json=body, headers={**AUTH, **headers}, timeout=10
+        )
 
     def create(self, **spec: Any) -> dict[str, Any]:
         response = self.api("POST", "/v1/recordings", {"cname": "class1", "mode": "mix", **spec})
@@ -56,14 +58,18 @@ class World:
         assert response.status_code == 200, response.text
         return response.json()
 
-    def wait(self, recording_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30.0) -> dict[str, Any]:
+    def wait(
+        self, recording_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30.0
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             recording = self.get(recording_id)
             if predicate(recording):
                 return recording
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; recording is {recording}\n--- worker log ---\n{self.stack.log('worker-0.log')}")
+                raise AssertionError(
+                    f"timed out; recording is {recording}\n--- worker log ---\n{self.stack.log('worker-0.log')}"
+                )
             time.sleep(0.1)
 
     def wait_state(self, recording_id: str, *states: str, timeout: float = 30.0) -> dict[str, Any]:
@@ -73,7 +79,9 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     stack = Stack(tmp_path, {})
-    emulator, url = start_emulator(f"{stack.url}/webhooks/agora", time_scale=SCALE, ncs_secret=NCS_SECRET, rate_limit=10)
+    emulator, url = start_emulator(
+        f"{stack.url}/webhooks/agora", time_scale=SCALE, ncs_secret=NCS_SECRET, rate_limit=10
+    )
     stack.env.update(
         {
             "APP_ENV": "production",
@@ -110,8 +118,19 @@ def no_secrets(world: World, *texts: str) -> None:
     [
         ("individual", {}, ["__uid_e_audio.m3u8", "__uid_e_video.m3u8"]),
         ("mix", {"recordingFileConfig": {"avFileType": ["hls", "mp4"]}}, [".m3u8", "_0.mp4"]),
-        ("web", {"web": {"url": "https://example.com/class", "maxRecordingHour": 2}, "recordingFileConfig": {"avFileType": ["hls", "mp4"]}}, [".m3u8", "_0.mp4"]),
-        ("web", {"web": {"url": "https://example.com/class", "rtmpUrls": ["rtmp://cdn.example.com/live/k"]}}, [".m3u8"]),
+        (
+            "web",
+            {
+                "web": {"url": "https://example.com/class", "maxRecordingHour": 2},
+                "recordingFileConfig": {"avFileType": ["hls", "mp4"]},
+            },
+            [".m3u8", "_0.mp4"],
+        ),
+        (
+            "web",
+            {"web": {"url": "https://example.com/class", "rtmpUrls": ["rtmp://cdn.example.com/live/k"]}},
+            [".m3u8"],
+        ),
     ],
     ids=["individual", "mix", "web", "web-cdn"],
 )
@@ -140,3 +159,146 @@ def test_happy_path(world: World, mode: str, extra: dict[str, Any], expected_suf
     if mode == "web" and "rtmpUrls" in extra["web"]:
         assert task["rtmpUrls"] == ["rtmp://cdn.example.com/live/k"]
     no_secrets(world, str(done), str(events), world.api("GET", "/v1/recordings").text)
+
+
+def fault(world: World, **spec: Any) -> None:
+    control(world.agora, "POST", "faults", spec)
+
+
+def agora_calls(world: World, recording_id: str, endpoint: str) -> list[dict[str, Any]]:
+    events = world.api("GET", f"/v1/recordings/{recording_id}/events").json()["events"]
+    return [e for e in events if e["kind"] == "agora" and e.get("endpoint") == endpoint]
+
+
+def test_start_5xx_then_success(world: World) -> None:
+    """Two 500s on start are retried with backoff; the third start succeeds and is confirmed."""
+    fault(world, kind="answer", endpoint="start", status=500, code=500, times=2)
+    created = world.create(cname="retry")
+    recording = world.wait_state(created["id"], "recording")
+    starts = agora_calls(world, created["id"], "start")
+    assert [s.get("status") for s in starts] == [500, 500, None] and starts[-1]["outcome"] == "ok"
+    assert recording["currentSession"]["outcome"] == "running"
+
+
+def test_permanent_400_fails_with_agoras_reason(world: World) -> None:
+    """A 400 from start is fatal: the recording fails and shows Agora's reason."""
+    fault(world, kind="answer", endpoint="start", status=400, code=2, reason="Start: invalid token")
+    created = world.create(cname="refused")
+    failed = world.wait_state(created["id"], "failed")
+    assert "Start: invalid token" in failed["reason"]
+    assert failed["lastError"]["code"] == 2 and failed["lastError"]["status"] == 400
+
+
+def test_session_that_dies_is_restarted_with_a_new_sid(world: World) -> None:
+    """Start accepted, then the task vanishes (query 404 beyond the window): a new session starts."""
+    fault(world, kind="die", after=40, times=1, cname="fragile")
+    created = world.create(cname="fragile")
+    first = world.wait_state(created["id"], "recording")["currentSession"]["sid"]
+    restarted = world.wait(
+        created["id"], lambda r: r["restarts"] == 1 and r["state"] == "recording", timeout=40
+    )
+    assert restarted["currentSession"]["sid"] != first
+    assert [s["outcome"] for s in restarted["sessions"]] == ["died", "running"]
+    assert restarted["sessions"][1]["uid"] != restarted["sessions"][0]["uid"]
+
+
+def test_abnormal_exit_is_restarted(world: World) -> None:
+    """Session exit with exitStatus 1 while recording is wanted: a new session, same recording."""
+    fault(world, kind="abnormal_exit", after=30, times=1, cname="crashy")
+    created = world.create(cname="crashy")
+    restarted = world.wait(
+        created["id"], lambda r: r["restarts"] == 1 and r["state"] == "recording", timeout=40
+    )
+    assert [s["outcome"] for s in restarted["sessions"]] == ["exited_abnormally", "running"]
+
+
+def test_ha_failover_keeps_the_session(world: World) -> None:
+    """Event 12 and 404s during the migration: same recording and session, the new uid recorded, no restart."""
+    fault(world, kind="failover", after=20, window=40, cname="ha")
+    created = world.create(cname="ha")
+    world.wait_state(created["id"], "recording")
+    moved = world.wait(
+        created["id"],
+        lambda r: r["currentSession"] and r["currentSession"]["uid"] != r["currentSession"]["originalUid"],
+        timeout=30,
+    )
+    sid = moved["currentSession"]["sid"]
+    world.wait(
+        created["id"],
+        lambda r: any(f["fileName"].split("/")[-1].startswith(f"bak0_{sid}") for f in r["files"]),
+        timeout=30,
+    )
+    settled = world.get(created["id"])
+    assert settled["restarts"] == 0 and len(settled["sessions"]) == 1 and settled["state"] == "recording"
+    task = control(world.agora, "GET", f"tasks/{sid}")
+    assert settled["currentSession"]["uid"] == task["uid"]
+
+
+def test_idle_exit_completes_the_recording(world: World) -> None:
+    """Everyone leaves: Agora exits after maxIdleTime; the recording ends normally (no restart)."""
+    created = world.create(cname="idle", recordingConfig={"channelType": 0, "maxIdleTime": 10})
+    world.wait_state(created["id"], "recording")
+    control(world.agora, "PUT", "channels/idle", {"users": []})
+    done = world.wait_state(created["id"], "completed", timeout=40)
+    assert done["desiredState"] == "stopped" and done["restarts"] == 0
+    assert done["sessions"][0]["outcome"] == "exited"
+    assert done["files"] and all(f["status"] == "uploaded" for f in done["files"])
+
+
+def test_max_duration_stops_by_itself(world: World) -> None:
+    """maxDurationSeconds: the service stops the recording when the time is up."""
+    created = world.create(cname="timed", maxDurationSeconds=60)
+    done = world.wait_state(created["id"], "completed", timeout=40)
+    assert done["desiredState"] == "stopped"
+    assert agora_calls(world, created["id"], "stop")[0]["outcome"] == "ok"
+    assert done["files"]
+
+
+def test_backed_up_upload(world: World) -> None:
+    """Agora's backup holds files (32 / backuped): the recording says backed_up and lists them."""
+    fault(world, kind="backup", cname="backup")
+    created = world.create(cname="backup")
+    world.wait(created["id"], lambda r: r["state"] == "recording" and r["files"])
+    world.api("POST", f"/v1/recordings/{created['id']}/stop")
+    done = world.wait_state(created["id"], "backed_up")
+    assert done["backedUpFiles"] and set(done["backedUpFiles"]) <= {f["fileName"] for f in done["files"]}
+
+
+@pytest.mark.parametrize(("status", "code"), [(400, 49), (404, 404)])
+def test_stop_answered_already_stopped(world: World, status: int, code: int) -> None:
+    """stop answered 49 or 404 means already stopped: the recording ends without error."""
+    created = world.create(cname=f"gone{code}")
+    world.wait(created["id"], lambda r: r["state"] == "recording" and r["files"])
+    reason = "invalid operation" if code == 49 else "failed to find worker"
+    fault(world, kind="answer", endpoint="stop", status=status, code=code, reason=reason, times=1)
+    world.api("POST", f"/v1/recordings/{created['id']}/stop")
+    done = world.wait_state(created["id"], "completed", "uploading", timeout=30)
+    assert agora_calls(world, created["id"], "stop")[0]["code"] == code
+    assert done["sessions"][0]["outcome"] == "stopped"
+
+
+def test_stop_answered_435_nothing_recorded(world: World) -> None:
+    """Nobody published: stop answers 435 and the recording completes with no files."""
+    control(world.agora, "PUT", "channels/empty", {"users": []})
+    created = world.create(cname="empty", recordingConfig={"channelType": 0, "maxIdleTime": 300})
+    world.wait_state(created["id"], "recording")
+    world.api("POST", f"/v1/recordings/{created['id']}/stop")
+    done = world.wait_state(created["id"], "completed")
+    assert done["files"] == [] and "nothing was recorded" in done["reason"]
+    assert agora_calls(world, created["id"], "stop")[0]["code"] == 435
+
+
+def test_agora_rate_limit_is_never_exceeded(world: World) -> None:
+    """Eight recordings started and stopped at once: the emulator never sees more than 10 requests a second.
+
+    (Checked to fail: with AGORA_RATE_LIMIT=0, i.e. no limit, the emulator refused 112 requests.)
+    """
+    ids = [world.create(cname=f"busy{i}")["id"] for i in range(8)]
+    for recording_id in ids:
+        world.wait_state(recording_id, "recording", timeout=60)
+    for recording_id in ids:
+        world.api("POST", f"/v1/recordings/{recording_id}/stop")
+    for recording_id in ids:
+        world.wait_state(recording_id, "completed", timeout=60)
+    counts = control(world.agora, "GET", "state")["rateLimit"]
+    assert counts["limited"] == 0 and counts["maxInOneSecond"] <= 10
