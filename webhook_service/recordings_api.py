@@ -17,6 +17,7 @@ from webhook_service.auth import require_token
 from webhook_service.http_errors import error_response
 from webhook_service.services import get_services
 from workers.agora import AgoraRequestError
+from workers.agora.bodies import explain_validation_error
 from workers.recording_store import (
     MAX_LIST,
     RecordingSpec,
@@ -81,11 +82,8 @@ def create() -> Response:
     try:
         spec = msgspec.convert(body, RecordingSpec)
     except msgspec.ValidationError as exc:
-        message, _, where = str(exc).rpartition(" - at `")
-        field = where.rstrip("`").removeprefix("$").lstrip(".") if where else None
-        if field is None and "`" in str(exc):
-            field = str(exc).split("`")[1]
-        return error_response(400, "invalid_request", message or str(exc), field=field or "body")
+        message, field = explain_validation_error(exc)
+        return error_response(400, "invalid_request", message, field=field or "body")
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 200:
         return error_response(

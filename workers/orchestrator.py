@@ -195,8 +195,13 @@ class Orchestrator:
                 if rec.desired != "stopped":
                     rec.desired, rec.stop_requested_ms = "stopped", now_ms()
                     self.note(rec, "decision", what="stop requested by the app server")
-            elif command["op"] in ("update", "layout") and not rec.terminal:
-                rec.pending_changes.append({"kind": command["op"], "body": command["body"]})
+            elif command["op"] in ("update", "layout"):
+                if rec.terminal or rec.desired == "stopped":
+                    self.note(
+                        rec, "decision", what=f"{command['op']} dropped: the recording is stopping or over"
+                    )
+                else:
+                    rec.pending_changes.append({"kind": command["op"], "body": command["body"]})
 
     def _step(self, rec: Recording) -> None:
         now = now_ms()

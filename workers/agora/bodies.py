@@ -750,12 +750,25 @@ def from_json_dict(kind: type[B], data: object, path: str = "") -> B:
     try:
         return msgspec.convert(data, kind)
     except msgspec.ValidationError as exc:
-        message, _, where = str(exc).rpartition(" - at `")
-        field = where.rstrip("`").removeprefix("$").lstrip(".") if where else ""
-        if not message:
-            message = str(exc)
+        message, field = explain_validation_error(exc)
         field = ".".join(part for part in (path, field) if part) or path or "body"
         raise AgoraRequestError(field, message) from None
+
+
+_NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `([^`]+)`")
+
+
+def explain_validation_error(exc: msgspec.ValidationError) -> tuple[str, str]:
+    """(message, dotted field path) of a msgspec validation error, naming missing and unknown fields too."""
+    text = str(exc)
+    message, sep, where = text.rpartition(" - at `")
+    if not sep:
+        message, where = text, ""
+    field = where.rstrip("`").removeprefix("$").lstrip(".")
+    named = _NAMED_FIELD.search(message)
+    if named:
+        field = ".".join(part for part in (field, named.group(1)) if part)
+    return message, field
 
 
 def _camel(name: str) -> str:
