@@ -302,3 +302,36 @@ def test_agora_rate_limit_is_never_exceeded(world: World) -> None:
         world.wait_state(recording_id, "completed", timeout=60)
     counts = control(world.agora, "GET", "state")["rateLimit"]
     assert counts["limited"] == 0 and counts["maxInOneSecond"] <= 10
+
+
+def test_update_and_layout_reach_agora_in_order(world: World) -> None:
+    """Subscription updates and layouts asked through the API are sent to Agora one at a time, in order."""
+    control(world.agora, "PUT", "channels/changes", {"users": [{"uid": "1001"}, {"uid": "1002"}]})
+    created = world.create(cname="changes")
+    sid = world.wait_state(created["id"], "recording")["currentSession"]["sid"]
+    layout = {
+        "mixedVideoLayout": 3,
+        "layoutConfig": [{"uid": "1001", "x_axis": 0, "y_axis": 0, "width": 1, "height": 1}],
+    }
+    assert world.api("POST", f"/v1/recordings/{created['id']}/layout", layout).status_code == 202
+    update = {"streamSubscribe": {"audioUidList": {"subscribeAudioUids": ["1002"]}}}
+    assert world.api("POST", f"/v1/recordings/{created['id']}/update", update).status_code == 202
+    world.wait(created["id"], lambda r: len(agora_calls(world, r["id"], "update")) == 1, timeout=20)
+    calls = [
+        e["endpoint"]
+        for e in world.api("GET", f"/v1/recordings/{created['id']}/events").json()["events"]
+        if e["kind"] == "agora"
+    ]
+    assert calls.index("updateLayout") < calls.index("update")
+    task = control(world.agora, "GET", f"tasks/{sid}")
+    assert task["subscriptions"]["subscribeAudio"] == ["1002"]
+    sent = [
+        r["body"]["clientRequest"]
+        for r in control(world.agora, "GET", "requests?endpoint=updateLayout")["requests"]
+    ]
+    assert sent == [
+        {
+            "mixedVideoLayout": 3,
+            "layoutConfig": [{"uid": "1001", "x_axis": 0, "y_axis": 0, "width": 1, "height": 1}],
+        }
+    ]
