@@ -73,7 +73,7 @@ class Config:
     customer_secret: str = "emulator-customer-secret"
     notify_url: str | None = None
     ncs_secret: str = "emulator-ncs-secret"
-    seed: int = 0
+    seed: int | None = None  # None: a fresh random seed per run
     time_scale: float = 1.0
     rate_limit: int = 10
     default_publishers: int = 2

@@ -109,13 +109,19 @@ def emulator_banner(base: str, token: str, emulator_url: str) -> str:
     """How to make the emulator record a channel and watch its callbacks arrive."""
     env = f"AGORA_API_BASE_URL={emulator_url} AGORA_APP_ID={EMULATOR['AGORA_APP_ID']}"
     env += f" AGORA_CUSTOMER_ID={EMULATOR['AGORA_CUSTOMER_ID']} AGORA_CUSTOMER_SECRET={EMULATOR['AGORA_CUSTOMER_SECRET']}"
+    auth = f"-H 'Authorization: Bearer {token}'"
     return f"""
   Agora emulator  {emulator_url}   (no Agora credentials configured; state: {emulator_url}/_emulator/state)
 
-  Record a demo channel for 30 s through the emulator, then read the callbacks Agora sent for it:
+  Start a recording (the emulator plays Agora), watch it, stop it:
 
-  {env} .venv/bin/python -m workers.agora demo --cname demo --mode mix --seconds 30
-  curl -s -H 'Authorization: Bearer {token}' {base}/v1/sessions/<sid printed above>/events; echo
+  curl -s {auth} -H 'Content-Type: application/json' -d '{{"cname":"demo","mode":"mix"}}' {base}/v1/recordings; echo
+  curl -s {auth} {base}/v1/recordings/<id>; echo            # pending -> starting -> recording
+  curl -s {auth} -X POST {base}/v1/recordings/<id>/stop; echo
+  curl -s {auth} {base}/v1/recordings/<id>/files; echo      # completed, every file uploaded
+  curl -s {auth} {base}/v1/recordings/<id>/events; echo     # API calls, Agora calls, callbacks
+
+  Or drive the emulator with the bare Agora client: {env} .venv/bin/python -m workers.agora demo --seconds 30
 """
 
 
