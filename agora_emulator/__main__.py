@@ -23,7 +23,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--app-id", default="emulator-app-id")
     parser.add_argument("--customer-id", default="emulator-customer-id")
     parser.add_argument("--customer-secret", default="emulator-customer-secret")
-    parser.add_argument("--seed", type=int, default=None, help="makes ids and fault draws repeatable (default: random)")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="makes ids and fault draws repeatable (default: random)"
+    )
     parser.add_argument(
         "--time-scale", type=float, default=1.0, help="real seconds per emulated second (0.1 = 10x faster)"
     )

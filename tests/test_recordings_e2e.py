@@ -7,6 +7,10 @@ HA window 90 s, ...) run 20x faster through RECORDING_TIME_SCALE, so the two sta
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +26,7 @@ from tests.emulated import (
     CUSTOMER_ID,
     CUSTOMER_SECRET,
     SECRET_KEY,
+    Sink,
     control,
     start_emulator,
 )
@@ -35,13 +40,29 @@ TOKEN = "e2e-orchestration-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-class World:
-    """The service stack and the emulator it records against."""
+NOTIFY_SECRET = "whsec_" + base64.b64encode(b"e2e-notify-signing-key-32-bytes!").decode()
 
-    def __init__(self, stack: Stack, emulator: Emulator, emulator_url: str) -> None:
+
+class World:
+    """The service stack, the emulator it records against, and the app server receiving notifications."""
+
+    def __init__(self, stack: Stack, emulator: Emulator, emulator_url: str, app_server: Sink) -> None:
         self.stack = stack
         self.emulator = emulator
         self.agora = emulator_url
+        self.app_server = app_server
+
+    def notifications(self, recording_id: str) -> list[tuple[dict[str, str], dict[str, Any]]]:
+        """(headers, body) of each notification received for a recording, in arrival order."""
+        received = list(self.app_server.received)
+        return [
+            (h, b)
+            for h, b in ((h, json.loads(raw)) for h, raw in received)
+            if b["data"]["id"] == recording_id
+        ]
+
+    def notification_types(self, recording_id: str) -> list[str]:
+        return [body["type"] for _, body in self.notifications(recording_id)]
 
     def api(self, method: str, path: str, body: Any = None, **headers: str) -> requests.Response:
         return requests.request(
@@ -79,6 +100,7 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     stack = Stack(tmp_path, {})
+    app_server = Sink()
     emulator, url = start_emulator(
         f"{stack.url}/webhooks/agora", time_scale=SCALE, ncs_secret=NCS_SECRET, rate_limit=10
     )
@@ -97,14 +119,17 @@ def world(tmp_path: Path) -> Iterator[World]:
             "AGORA_STORAGE_ACCESS_KEY": ACCESS_KEY,
             "AGORA_STORAGE_SECRET_KEY": SECRET_KEY,
             "RECORDING_TIME_SCALE": str(SCALE),
+            "NOTIFY_URL": app_server.url,
+            "NOTIFY_SECRET": NOTIFY_SECRET,
         }
     )
     try:
         stack.start()
-        yield World(stack, emulator, url)
+        yield World(stack, emulator, url, app_server)
     finally:
         stack.stop()
         emulator.close()
+        app_server.close()
 
 
 def no_secrets(world: World, *texts: str) -> None:
@@ -156,6 +181,10 @@ def test_happy_path(world: World, mode: str, extra: dict[str, Any], expected_suf
     assert files["state"] == "completed" and files["files"] == done["files"]
     task = control(world.agora, "GET", f"tasks/{sid}")
     assert task["exitReason"] == "stop"
+    world.wait(
+        created["id"], lambda r: "recording.completed" in world.notification_types(r["id"]), timeout=10
+    )
+    assert world.notification_types(created["id"]) == ["recording.started", "recording.completed"]
     if mode == "web" and "rtmpUrls" in extra["web"]:
         assert task["rtmpUrls"] == ["rtmp://cdn.example.com/live/k"]
     no_secrets(world, str(done), str(events), world.api("GET", "/v1/recordings").text)
@@ -187,6 +216,7 @@ def test_permanent_400_fails_with_agoras_reason(world: World) -> None:
     failed = world.wait_state(created["id"], "failed")
     assert "Start: invalid token" in failed["reason"]
     assert failed["lastError"]["code"] == 2 and failed["lastError"]["status"] == 400
+    world.wait(created["id"], lambda r: world.notification_types(r["id"]) == ["recording.failed"], timeout=10)
 
 
 def test_session_that_dies_is_restarted_with_a_new_sid(world: World) -> None:
@@ -200,6 +230,11 @@ def test_session_that_dies_is_restarted_with_a_new_sid(world: World) -> None:
     assert restarted["currentSession"]["sid"] != first
     assert [s["outcome"] for s in restarted["sessions"]] == ["died", "running"]
     assert restarted["sessions"][1]["uid"] != restarted["sessions"][0]["uid"]
+    world.wait(
+        created["id"],
+        lambda r: world.notification_types(r["id"]) == ["recording.started", "recording.restarted"],
+        timeout=10,
+    )
 
 
 def test_abnormal_exit_is_restarted(world: World) -> None:
@@ -262,6 +297,9 @@ def test_backed_up_upload(world: World) -> None:
     world.api("POST", f"/v1/recordings/{created['id']}/stop")
     done = world.wait_state(created["id"], "backed_up")
     assert done["backedUpFiles"] and set(done["backedUpFiles"]) <= {f["fileName"] for f in done["files"]}
+    world.wait(
+        created["id"], lambda r: "recording.backed_up" in world.notification_types(r["id"]), timeout=10
+    )
 
 
 @pytest.mark.parametrize(("status", "code"), [(400, 49), (404, 404)])
@@ -335,3 +373,35 @@ def test_update_and_layout_reach_agora_in_order(world: World) -> None:
             "layoutConfig": [{"uid": "1001", "x_axis": 0, "y_axis": 0, "width": 1, "height": 1}],
         }
     ]
+
+
+def test_notifications_are_signed_and_retried(world: World) -> None:
+    """Standard Webhooks headers and signature; a 500 from the app server is retried with the same webhook-id."""
+    refused: set[str] = set()
+
+    def first_attempt_fails(body: bytes) -> int:
+        message = json.loads(body)
+        key = message["type"] + message["data"]["id"]
+        if key in refused:
+            return 200
+        refused.add(key)
+        return 500
+
+    world.app_server.answer = first_attempt_fails
+    created = world.create(cname="notify")
+    world.wait(
+        created["id"],
+        lambda r: world.notification_types(r["id"]) == ["recording.started", "recording.started"],
+        timeout=20,
+    )
+    (first, body), (second, _) = world.notifications(created["id"])
+    assert first["Webhook-Id"] == second["Webhook-Id"] and first["Webhook-Id"].startswith("msg_")
+    for headers, _ in world.notifications(created["id"]):
+        raw = next(raw for h, raw in world.app_server.received if h is headers)
+        key = base64.b64decode(NOTIFY_SECRET.removeprefix("whsec_"))
+        signed = f"{headers['Webhook-Id']}.{headers['Webhook-Timestamp']}.".encode() + raw
+        expected = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+        assert headers["Webhook-Signature"] == expected
+        assert abs(int(headers["Webhook-Timestamp"]) - time.time()) < 60
+    assert body["data"]["state"] == "recording" and body["data"]["id"] == created["id"]
+    no_secrets(world, str(world.app_server.received))

@@ -52,6 +52,7 @@ from workers.agora import (
     from_json_dict,
 )
 from workers.config import Settings, current_settings
+from workers.notify import queue_notification
 from workers.ratelimit import RateLimiter
 from workers.recording_store import take_commands
 from workers.recordings import (
@@ -133,6 +134,24 @@ class Orchestrator:
         recording.state = state
         if state in ("completed", "backed_up", "failed"):
             recording.ended_ms = now_ms()
+        self._notify(recording)
+
+    def _notify(self, recording: Recording) -> None:
+        """recording.started / .restarted / .failed / .completed / .backed_up, once each (restarts: per restart)."""
+        if recording.state == "recording":
+            key = f"restarted:{recording.restarts}" if recording.restarts else "started"
+            kind = "recording.restarted" if recording.restarts else "recording.started"
+        elif recording.state in ("failed", "completed", "backed_up"):
+            key, kind = recording.state, f"recording.{recording.state}"
+        else:
+            return
+        if key in recording.notified or not self.settings.notify_url:
+            return
+        recording.notified.append(key)
+        message_id = queue_notification(
+            self.redis, self.settings.notify_url, kind, recording.public(), self.settings.recording_time_scale
+        )
+        self.note(recording, "notification", type=kind, webhookId=message_id)
 
     @contextlib.contextmanager
     def locked(self, recording_id: str) -> Iterator[bool]:
