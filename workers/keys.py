@@ -68,6 +68,7 @@ def rate_limit(app_id: str) -> str:
 
 
 RECORDINGS_INDEX = f"{PREFIX}:recordings"  # sorted set: id by creation time (ms)
+ACTIVE_RECORDINGS = f"{PREFIX}:recordings:active"  # sorted set: non-terminal ids by last update (ms)
 
 
 def recording(recording_id: str) -> str:

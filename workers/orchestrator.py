@@ -26,7 +26,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import redis
@@ -61,6 +61,7 @@ from workers.recordings import (
     Recording,
     decode,
     encode,
+    ended_outcome,
     files_from_event,
     merge_file,
     recorder_uid,
@@ -82,7 +83,6 @@ UPLOAD_CHECK_EVERY = 30.0
 RATE_LIMITED_BACKOFF = 2.0
 LOCK_TTL_MS = 60_000
 TIMELINE_CAP = 2000
-NORMAL_WEB_STOP_CODES = (0, 1)  # user stopped, max_recording_hour
 
 
 def now_ms() -> int:
@@ -110,9 +110,15 @@ class Orchestrator:
         return decode(raw) if isinstance(raw, bytes) else None
 
     def save(self, recording: Recording) -> None:
-        """Store it (the caller holds the lock)."""
+        """Store it (the caller holds the lock), and keep the index of recordings still to look after."""
         recording.updated_ms = now_ms()
-        self.redis.set(keys.recording(recording.id), encode(recording))
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(keys.recording(recording.id), encode(recording))
+        if recording.terminal:
+            pipe.zrem(keys.ACTIVE_RECORDINGS, recording.id)
+        else:
+            pipe.zadd(keys.ACTIVE_RECORDINGS, {recording.id: recording.updated_ms})
+        pipe.execute()
 
     def note(self, recording: Recording, kind: str, **fields: Any) -> None:
         """Append a timeline entry (API call, transition, decision)."""
@@ -432,15 +438,7 @@ class Orchestrator:
         view = read_session(self.redis, session.sid)
         if view is None:
             return None
-        for event in view.events:
-            details = event.get("details") or {}
-            if event["eventType"] == 72:
-                return "exited_abnormally"
-            if event["eventType"] == 71 and details.get("code") not in NORMAL_WEB_STOP_CODES:
-                return "exited_abnormally"
-        if view.state.exited:
-            return "exited_abnormally" if view.state.exit_status == 1 else "exited"
-        return None
+        return ended_outcome(view.state, view.events)
 
     def _session_ended(self, rec: Recording, session: AgoraSession, outcome: str) -> None:
         session.ended_ms, session.outcome = now_ms(), outcome
@@ -674,3 +672,29 @@ def wake_recordings(connection: redis.Redis, sids: list[str]) -> int:
     for recording_id in ids:
         queue.enqueue(advance, recording_id, result_ttl=0, failure_ttl=86400)
     return len(ids)
+
+
+#: A non-terminal recording nobody looked at for this long (scaled) gets a fresh ``advance`` from the sweep.
+STALE_AFTER = 2 * POLL_EVERY + 30
+SWEEP_BATCH = 100
+
+
+def sweep_recordings(connection: redis.Redis, settings: Settings, now: int | None = None) -> list[str]:
+    """Reconciliation: queue ``advance`` for active recordings whose own timers went quiet (a lost job, a
+    worker killed mid-step). ``advance`` then queries Agora within the shared rate budget."""
+    now = now_ms() if now is None else now
+    threshold = now - int(STALE_AFTER * settings.recording_time_scale * 1000)
+    stale = [
+        m.decode()
+        for m in cast(
+            list[bytes],
+            connection.zrangebyscore(keys.ACTIVE_RECORDINGS, "-inf", threshold, start=0, num=SWEEP_BATCH),
+        )
+    ]
+    queue = Queue(keys.DEFAULT_QUEUE, connection=connection)
+    for recording_id in stale:
+        connection.zadd(keys.ACTIVE_RECORDINGS, {recording_id: now})  # not again before it had its chance
+        queue.enqueue(advance, recording_id, result_ttl=0, failure_ttl=86400)
+    if stale:
+        log.info("recordings swept", extra={"count": len(stale)})
+    return stale

@@ -162,6 +162,7 @@ def create_recording(
     pipe = connection.pipeline(transaction=True)
     pipe.set(keys.recording(recording_id), encode(recording))
     pipe.zadd(keys.RECORDINGS_INDEX, {recording_id: now * 1000 + secrets.randbelow(1000)})
+    pipe.zadd(keys.ACTIVE_RECORDINGS, {recording_id: now})
     pipe.rpush(
         keys.recording_timeline(recording_id),
         msgspec.json.encode(

@@ -28,6 +28,7 @@ import msgspec
 
 from workers.agora.bodies import Mode
 from workers.agora.responses import parse_files
+from workers.sessions import SessionState
 
 STATES = ("pending", "starting", "recording", "stopping", "uploading", "completed", "backed_up", "failed")
 TERMINAL = ("completed", "backed_up", "failed")
@@ -192,18 +193,20 @@ def recorder_uid(base: str, index: int) -> str:
 
 
 def merge_file(files: dict[str, FileEntry], entry: FileEntry) -> bool:
-    """Add or improve a file (uploaded > backed_up > recorded); True if something changed."""
+    """Add or improve a file (uploaded > backed_up > recorded); commutative; True if something changed."""
     held = files.get(entry.name)
     if held is None:
         files[entry.name] = entry
         return True
     changed = False
-    if FILE_RANK.get(entry.status, 0) > FILE_RANK.get(held.status, 0):
+    held_rank, rank = FILE_RANK.get(held.status, 0), FILE_RANK.get(entry.status, 0)
+    if rank > held_rank or (rank == held_rank and entry.source < held.source):
+        changed = (held.status, held.source) != (entry.status, entry.source)
         held.status, held.source = entry.status, entry.source
-        changed = True
-    for name in ("track_type", "uid", "slice_start_time"):
-        if getattr(held, name) is None and getattr(entry, name) is not None:
-            setattr(held, name, getattr(entry, name))
+    for name in ("track_type", "uid", "slice_start_time"):  # the smallest value reported: order does not matter
+        values = [v for v in (getattr(held, name), getattr(entry, name)) if v is not None]
+        if values and min(values) != getattr(held, name):
+            setattr(held, name, min(values))
             changed = True
     return changed
 
@@ -232,6 +235,34 @@ def files_from_event(sid: str, event_type: int, details: dict[str, Any]) -> list
         )
         for f in reported
     ]
+
+
+NORMAL_WEB_STOP_CODES = (0, 1)  # 71: user stopped, max_recording_hour
+
+
+def ended_outcome(state: SessionState, events: list[dict[str, Any]]) -> str | None:
+    """How a session ended according to its callbacks: ``exited`` (normal: idle exit, web max hours),
+    ``exited_abnormally`` (11 with exitStatus 1, web 71 with another code, 72), or None (still running).
+
+    A function of the set of callbacks, so any order and any duplicates give the same answer."""
+    for event in events:
+        details = event.get("details") or {}
+        if event["eventType"] == 72:
+            return "exited_abnormally"
+        if event["eventType"] == 71 and details.get("code") not in NORMAL_WEB_STOP_CODES:
+            return "exited_abnormally"
+    if state.exited:
+        return "exited_abnormally" if state.exit_status == 1 else "exited"
+    return None
+
+
+def manifest(events: list[dict[str, Any]]) -> dict[str, FileEntry]:
+    """The file manifest a set of callbacks describes (each: ``sid``, ``eventType``, ``details``)."""
+    files: dict[str, FileEntry] = {}
+    for event in events:
+        for entry in files_from_event(event["sid"], event["eventType"], event.get("details") or {}):
+            merge_file(files, entry)
+    return files
 
 
 _ENCODER = msgspec.json.Encoder()

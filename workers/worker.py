@@ -16,7 +16,9 @@ from typing import Any
 import redis
 from rq.worker import SimpleWorker
 
+from workers.config import current_settings
 from workers.inbox import install_drain_templates, stale_partitions, wake
+from workers.orchestrator import sweep_recordings
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class RecordingWorker(SimpleWorker):
             self._survive_redis_loss("maintenance", super().run_maintenance_tasks)
         if self._sweep_due():
             self.sweep_inbox()
+            self.sweep_recordings()
 
     # RQ's loop quits on a Redis error raised outside its dequeue retry (while finishing a job, on a
     # heartbeat, a suspension check). A worker should ride out a Redis restart instead: what a failed job
@@ -83,3 +86,11 @@ class RecordingWorker(SimpleWorker):
             log.warning("inbox sweep failed", extra={"error": type(exc).__name__})
             return []
         return stale
+
+    def sweep_recordings(self) -> list[str]:
+        """Queue ``advance`` for active recordings whose own timers went quiet (reconciliation)."""
+        try:
+            return sweep_recordings(self.connection, current_settings())
+        except redis.RedisError as exc:
+            log.warning("recording sweep failed", extra={"error": type(exc).__name__})
+            return []

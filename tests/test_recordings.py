@@ -1,0 +1,148 @@
+"""Recording bookkeeping: order-independent manifest and end decisions, uid rotation, the shared rate limit, the sweep."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rq import Queue
+
+from workers import keys
+from workers.config import Settings
+from workers.events import parse_event
+from workers.orchestrator import STALE_AFTER, sweep_recordings
+from workers.ratelimit import RateLimiter
+from workers.recordings import Recording, encode, ended_outcome, manifest, recorder_uid
+from workers.sessions import apply_event
+
+SID = "sid-prop"
+NAMES = ["a.m3u8", "a_0.mp4", "b.m3u8", "shot.jpg"]
+
+
+def envelope(sequence: int, event_type: int, details: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "noticeId": f"n-{sequence}-{event_type}",
+        "productId": 3,
+        "eventType": event_type,
+        "notifyMs": 1_700_000_000_000 + sequence,
+        "payload": {
+            "cname": "c",
+            "uid": "5",
+            "sid": SID,
+            "sequence": sequence,
+            "sendts": 1_700_000_000_000 + sequence,
+            "details": details,
+        },
+    }
+
+
+file_item = st.builds(
+    lambda name, track, start: {"fileName": name, "trackType": track, "sliceStartTime": start},
+    st.sampled_from(NAMES),
+    st.sampled_from([None, "audio", "video", "audio_and_video"]),
+    st.one_of(st.none(), st.integers(1_600_000_000_000, 1_700_000_000_000)),
+)
+event_spec = st.one_of(
+    st.builds(lambda n: (4, {"fileList": n}), st.sampled_from(NAMES)),
+    st.builds(lambda items: (31, {"fileList": items, "status": 0}), st.lists(file_item, max_size=3)),
+    st.builds(lambda items: (32, {"fileList": items, "status": 0}), st.lists(file_item, max_size=3)),
+    st.builds(lambda n: (45, {"fileName": n}), st.sampled_from(NAMES)),
+    st.builds(
+        lambda items, code: (71, {"code": code, "fileList": items}),
+        st.lists(file_item, max_size=2),
+        st.sampled_from([0, 1, 2, 4]),
+    ),
+    st.builds(lambda status: (11, {"exitStatus": status}), st.sampled_from([0, 1])),
+    st.just((72, {"limitType": "WebGL"})),
+    st.builds(lambda uid: (12, {"newUid": uid}), st.integers(1, 2**32 - 1)),
+    st.builds(lambda p: (33, {"progress": p}), st.integers(0, 10000)),
+    st.just((40, {"status": 0})),
+)
+
+
+def summarise(events: list[dict[str, Any]]) -> tuple[Any, Any]:
+    """The end decision and the manifest a stream of stored callbacks leads to."""
+    state = None
+    timeline = []
+    for item in events:
+        event = parse_event(msgspec.json.encode(item), 0)
+        state = apply_event(state, event)
+        timeline.append(event.to_dict())
+    assert state is not None
+    files = {name: msgspec.to_builtins(entry) for name, entry in manifest(timeline).items()}
+    return ended_outcome(state, timeline), files
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(event_spec, min_size=1, max_size=12), st.randoms(use_true_random=False), st.data())
+def test_shuffled_and_duplicated_callbacks_reach_the_in_order_result(
+    specs: list[Any], rng: Any, data: st.DataObject
+) -> None:
+    """Any permutation of a session's callbacks, with any of them repeated, gives the same end decision and
+    the same file manifest as the in-order stream."""
+    in_order = [envelope(i, event_type, details) for i, (event_type, details) in enumerate(specs)]
+    repeats = data.draw(st.lists(st.sampled_from(in_order), max_size=6))
+    scrambled = in_order + repeats
+    rng.shuffle(scrambled)
+    assert summarise(scrambled) == summarise(in_order)
+
+
+def test_uploaded_beats_backed_up_beats_recorded() -> None:
+    """A file keeps its best reported status, whatever arrives later."""
+    events = [
+        {"sid": "s", "eventType": 31, "details": {"fileList": [{"fileName": "x.m3u8"}]}},
+        {"sid": "s", "eventType": 4, "details": {"fileList": "x.m3u8"}},
+        {
+            "sid": "s",
+            "eventType": 32,
+            "details": {"fileList": [{"fileName": "x.m3u8"}, {"fileName": "y.m3u8"}]},
+        },
+    ]
+    files = manifest(events)
+    assert (files["x.m3u8"].status, files["y.m3u8"].status) == ("uploaded", "backed_up")
+
+
+def test_recorder_uid_rotation_stays_valid() -> None:
+    """Rotated uids are new, and stay integers within 1..2^32-1."""
+    for base in ("1", "527841", str(2**32 - 1)):
+        uids = [recorder_uid(base, i) for i in range(20)]
+        assert uids[0] == base and len(set(uids)) == 20
+        assert all(1 <= int(u) <= 2**32 - 1 for u in uids)
+
+
+def test_rate_limit_is_a_sliding_window_shared_by_clients(redis_client: redis.Redis) -> None:
+    """Two limiters on one App ID share 5 requests per window; the refused get a wait until the oldest expires."""
+    first, second = RateLimiter(redis_client, "app-x", 5), RateLimiter(redis_client, "app-x", 5)
+    answers = [limiter.try_take() for limiter in (first, second) * 5]
+    assert answers.count(0) == 5
+    assert all(0 < wait <= 1051 for wait in answers if wait)
+    other_app = RateLimiter(redis_client, "app-y", 5)
+    assert other_app.try_take() == 0
+    started = time.monotonic()
+    assert first.take(max_wait_seconds=2.0)
+    assert 0.5 < time.monotonic() - started < 1.5
+
+
+def test_sweep_requeues_only_quiet_active_recordings(redis_client: redis.Redis, settings: Settings) -> None:
+    """Reconciliation: active recordings untouched for too long get an advance job; fresh and finished ones do not."""
+    now = int(time.time() * 1000)
+    stale_at = now - int((STALE_AFTER + 5) * 1000)
+    redis_client.zadd(keys.ACTIVE_RECORDINGS, {"rec_quiet": stale_at, "rec_fresh": now})
+    assert sweep_recordings(redis_client, settings, now) == ["rec_quiet"]
+    jobs = Queue(keys.DEFAULT_QUEUE, connection=redis_client).jobs
+    assert [(j.func_name, j.args) for j in jobs] == [("workers.orchestrator.advance", ("rec_quiet",))]
+    assert sweep_recordings(redis_client, settings, now) == []  # not again before it had its chance
+
+
+def test_stored_recording_round_trips() -> None:
+    """The stored form decodes to the same recording."""
+    from workers.recordings import decode
+
+    recording = Recording(
+        id="rec_1", cname="c", mode="mix", uid="5", request={"storageConfig": {}}, created_ms=1, updated_ms=2
+    )
+    assert decode(encode(recording)) == recording
