@@ -19,6 +19,7 @@ test: deps system-redis
 
 bench: deps system-redis system-wrk
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/worker.py
 
 lint: deps
 	$(BIN)/ruff check .

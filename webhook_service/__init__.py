@@ -7,7 +7,7 @@ import logging
 import redis
 from flask import Flask
 
-from webhook_service import health, http_errors, openapi, recordings_api, sessions_api
+from webhook_service import health, http_errors, metrics, openapi, recordings_api, sessions_api
 from webhook_service.receiver import NcsReceiver
 from webhook_service.services import EXTENSION_KEY, Services
 from workers.config import Settings
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(sessions_api.bp)
     app.register_blueprint(recordings_api.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(metrics.bp)
     app.wsgi_app = NcsReceiver(  # type: ignore[method-assign]
         app.wsgi_app, inbox, settings.ncs_secrets, settings.ncs_max_body_bytes
     )

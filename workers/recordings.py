@@ -203,7 +203,11 @@ def merge_file(files: dict[str, FileEntry], entry: FileEntry) -> bool:
     if rank > held_rank or (rank == held_rank and entry.source < held.source):
         changed = (held.status, held.source) != (entry.status, entry.source)
         held.status, held.source = entry.status, entry.source
-    for name in ("track_type", "uid", "slice_start_time"):  # the smallest value reported: order does not matter
+    for name in (
+        "track_type",
+        "uid",
+        "slice_start_time",
+    ):  # the smallest value reported: order does not matter
         values = [v for v in (getattr(held, name), getattr(entry, name)) if v is not None]
         if values and min(values) != getattr(held, name):
             setattr(held, name, min(values))
