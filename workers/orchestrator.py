@@ -300,7 +300,7 @@ class Orchestrator:
         assert session.sid is not None
         self.redis.set(keys.recording_of_sid(session.sid), rec.id, ex=self.settings.session_retention_seconds)
         self.note(rec, "agora", endpoint="start", outcome="ok", sid=session.sid, uid=session.uid)
-        self.schedule(rec, CONFIRM_AFTER)
+        self._query_later(rec, session, CONFIRM_AFTER)
 
     def _start_failed(
         self, rec: Recording, endpoint: str, exc: AgoraError, session: AgoraSession | None = None
@@ -339,8 +339,10 @@ class Orchestrator:
     def _check(self, rec: Recording, session: AgoraSession) -> None:
         """Query the running session and act on the answer."""
         assert session.sid is not None
+        if session.next_query_ms is not None and now_ms() < session.next_query_ms:
+            return  # a callback woke us: its files and exit are absorbed; the query waits for its timer
         if not self.limiter.take():
-            self.schedule(rec, RATE_LIMITED_BACKOFF)
+            self._query_later(rec, session, RATE_LIMITED_BACKOFF)
             return
         now = now_ms()
         age = (now - (session.started_ms or now)) / 1000 / self.settings.recording_time_scale
@@ -351,13 +353,15 @@ class Orchestrator:
                 self._missing(rec, session, age)
             else:
                 rec.last_error = _error_dict(exc)
-                self.schedule(
-                    rec, RATE_LIMITED_BACKOFF if exc.outcome is Outcome.RATE_LIMITED else CONFIRM_BACKOFF[0]
+                self._query_later(
+                    rec,
+                    session,
+                    RATE_LIMITED_BACKOFF if exc.outcome is Outcome.RATE_LIMITED else CONFIRM_BACKOFF[0],
                 )
             return
         except AgoraError as exc:
             rec.last_error = _error_dict(exc)
-            self.schedule(rec, CONFIRM_BACKOFF[0])
+            self._query_later(rec, session, CONFIRM_BACKOFF[0])
             return
         session.missing_since_ms = None
         session.status = report.status
@@ -372,17 +376,23 @@ class Orchestrator:
                     rec, "agora", endpoint="query", outcome="running", sid=session.sid, status=report.status
                 )
             self.transition(rec, "recording", "query confirmed the session", sid=session.sid)
-            self.schedule(rec, self._next_poll(rec))
+            self._query_later(rec, session, self._next_poll(rec))
             return
         if session.confirmed_ms is None and age >= START_WINDOW:
             self.note(rec, "decision", what="not running 90 s after start: failed attempt", sid=session.sid)
             self._abandon(rec, session, "not_started")
             self._start(rec)
             return
-        self.schedule(
+        self._query_later(
             rec,
+            session,
             CONFIRM_BACKOFF[min(int(age // 15), 2)] if session.confirmed_ms is None else self._next_poll(rec),
         )
+
+    def _query_later(self, rec: Recording, session: AgoraSession, seconds: float) -> None:
+        """Query this session again after ``seconds`` (scaled); callback wake-ups before then do not query."""
+        session.next_query_ms = now_ms() + self.scaled_ms(seconds)
+        self.schedule(rec, seconds)
 
     def _next_poll(self, rec: Recording) -> float:
         if rec.stop_at_ms is not None:
@@ -397,7 +407,7 @@ class Orchestrator:
             session.missing_since_ms = now
         missing_for = (now - session.missing_since_ms) / 1000 / self.settings.recording_time_scale
         if missing_for < MISSING_WINDOW:
-            self.schedule(rec, 10.0)
+            self._query_later(rec, session, 10.0)
             return
         self.note(rec, "decision", what="query 404 for 90 s: session gone", sid=session.sid)
         ended = self._ended_by_callbacks(rec, session)

@@ -49,7 +49,7 @@ class RateLimiter:
             return 0
         return int(self._script(keys=[self._key], args=[self.per_second, 1000 + MARGIN_MS]))
 
-    def take(self, max_wait_seconds: float = 5.0) -> bool:
+    def take(self, max_wait_seconds: float = 1.0) -> bool:
         """Wait for a slot up to ``max_wait_seconds``; False if none came (the caller reschedules)."""
         deadline = time.monotonic() + max_wait_seconds
         while True:

@@ -51,6 +51,7 @@ class AgoraSession(msgspec.Struct, kw_only=True):
     status: int | None = None  # last serverResponse.status seen
     failover_uid: str | None = None
     missing_since_ms: int | None = None  # first of a run of 404s
+    next_query_ms: int | None = None  # no query before this (callback wake-ups only absorb hints)
     start_failures: int = 0
 
     @property
