@@ -405,3 +405,13 @@ def test_notifications_are_signed_and_retried(world: World) -> None:
         assert abs(int(headers["Webhook-Timestamp"]) - time.time()) < 60
     assert body["data"]["state"] == "recording" and body["data"]["id"] == created["id"]
     no_secrets(world, str(world.app_server.received))
+
+
+def test_web_capability_limit_restarts_the_page_recording(world: World) -> None:
+    """Web: 72 (capability limit) then 71 with code 2 is an abnormal end; a new session starts."""
+    fault(world, kind="capability_limit", after=20, times=1, cname="page", limitType="WebGL")
+    created = world.create(cname="page", mode="web", web={"url": "https://example.com/board"})
+    restarted = world.wait(
+        created["id"], lambda r: r["restarts"] == 1 and r["state"] == "recording", timeout=40
+    )
+    assert [s["outcome"] for s in restarted["sessions"]] == ["exited_abnormally", "running"]

@@ -54,7 +54,7 @@ from workers.agora import (
 from workers.config import Settings, current_settings
 from workers.notify import queue_notification
 from workers.ratelimit import RateLimiter
-from workers.recording_store import take_commands
+from workers.recording_store import drop_commands, peek_commands
 from workers.recordings import (
     AgoraSession,
     FileEntry,
@@ -203,7 +203,7 @@ class Orchestrator:
             recording = self.load(recording_id)
             if recording is None:
                 return "unknown"
-            self._take_commands(recording)
+            applied = self._take_commands(recording)
             if not recording.terminal:
                 try:
                     self._step(recording)
@@ -211,11 +211,13 @@ class Orchestrator:
                     recording.last_error = _error_dict(exc)
                     self.schedule(recording, START_BACKOFF[-1])
             self.save(recording)
+            drop_commands(self.redis, recording_id, applied)  # only now: a crash before the save loses none
             return recording.state
 
-    def _take_commands(self, rec: Recording) -> None:
-        """Apply what the API asked since the last step (stop, update, layout)."""
-        for command in take_commands(self.redis, rec.id):
+    def _take_commands(self, rec: Recording) -> int:
+        """Apply what the API asked since the last step (stop, update, layout); returns how many."""
+        commands = peek_commands(self.redis, rec.id)
+        for command in commands:
             if command["op"] == "stop":
                 if rec.desired != "stopped":
                     rec.desired, rec.stop_requested_ms = "stopped", now_ms()
@@ -227,6 +229,7 @@ class Orchestrator:
                     )
                 else:
                     rec.pending_changes.append({"kind": command["op"], "body": command["body"]})
+        return len(commands)
 
     def _step(self, rec: Recording) -> None:
         now = now_ms()

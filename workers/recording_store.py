@@ -223,13 +223,16 @@ def check_change(recording: Recording, kind: str, body: Any) -> dict[str, Any]:
         ) from None
 
 
-def take_commands(connection: redis.Redis, recording_id: str) -> list[dict[str, Any]]:
-    """Every waiting command, removed from the list (the caller holds the recording's lock)."""
-    pipe = connection.pipeline(transaction=True)
-    pipe.lrange(commands_key(recording_id), 0, -1)
-    pipe.delete(commands_key(recording_id))
-    raw = cast(list[bytes], pipe.execute()[0])
+def peek_commands(connection: redis.Redis, recording_id: str) -> list[dict[str, Any]]:
+    """Every waiting command, oldest first, left in place until :func:`drop_commands` (after the save)."""
+    raw = cast(list[bytes], connection.lrange(commands_key(recording_id), 0, -1))
     return [msgspec.json.decode(item) for item in raw]
+
+
+def drop_commands(connection: redis.Redis, recording_id: str, count: int) -> None:
+    """Remove the ``count`` oldest commands (applied and saved); newer ones stay for the next step."""
+    if count:
+        connection.ltrim(commands_key(recording_id), count, -1)
 
 
 def list_recordings(
