@@ -57,11 +57,18 @@ def _store_errors(view: Callable[..., Response]) -> Callable[..., Response]:
     return wrapper
 
 
-def _load(recording_id: str) -> Recording | Response:
-    recording = load(get_services().redis, recording_id)
-    if recording is None:
-        return error_response(404, "not_found", f"no recording {recording_id!r}", field="id")
-    return recording
+def _with_recording(view: Callable[[Recording], Response]) -> Callable[[str], Response]:
+    """Token check, Redis errors as 503, and the recording loaded (404 naming ``id`` when unknown)."""
+
+    def wrapper(recording_id: str) -> Response:
+        recording = load(get_services().redis, recording_id)
+        if recording is None:
+            return error_response(404, "not_found", f"no recording {recording_id!r}", field="id")
+        return view(recording)
+
+    wrapper.__name__ = view.__name__
+    wrapper.__doc__ = view.__doc__
+    return require_token(_store_errors(wrapper))
 
 
 def _accepted(recording: Recording, **overrides: Any) -> Response:
@@ -129,33 +136,22 @@ def list_all() -> Response:
 
 
 @bp.get("/<recording_id>")
-@require_token
-@_store_errors
-def get_one(recording_id: str) -> Response:
+@_with_recording
+def get_one(recording: Recording) -> Response:
     """State, desired state, attempts, sessions, files, last error; never a secret."""
-    recording = _load(recording_id)
-    if isinstance(recording, Response):
-        return recording
     return jsonify(recording.public())
 
 
 @bp.post("/<recording_id>/stop")
-@require_token
-@_store_errors
-def stop(recording_id: str) -> Response:
+@_with_recording
+def stop(recording: Recording) -> Response:
     """Stop recording (idempotent): 202."""
-    recording = _load(recording_id)
-    if isinstance(recording, Response):
-        return recording
     if not recording.terminal:
-        send_command(get_services().redis, recording_id, {"op": "stop"})
+        send_command(get_services().redis, recording.id, {"op": "stop"})
     return _accepted(recording, desiredState="stopped")
 
 
-def _change(recording_id: str, kind: str) -> Response:
-    recording = _load(recording_id)
-    if isinstance(recording, Response):
-        return recording
+def _change(recording: Recording, kind: str) -> Response:
     body = _json_body()
     if isinstance(body, Response):
         return body
@@ -167,37 +163,31 @@ def _change(recording_id: str, kind: str) -> Response:
         return error_response(
             409, "conflict", f"the recording is {recording.state} (desired: {recording.desired})", field="id"
         )
-    send_command(get_services().redis, recording_id, {"op": kind, "body": checked})
+    send_command(get_services().redis, recording.id, {"op": kind, "body": checked})
     return _accepted(recording)
 
 
 @bp.post("/<recording_id>/update")
-@require_token
-@_store_errors
-def update(recording_id: str) -> Response:
+@_with_recording
+def update(recording: Recording) -> Response:
     """Subscriptions (individual/mix), ``webRecordingConfig.onhold`` and ``rtmpPublishConfig`` (web), or new
     ``storageConfig`` credentials; Agora's ``update`` clientRequest shape. 202."""
-    return _change(recording_id, "update")
+    return _change(recording, "update")
 
 
 @bp.post("/<recording_id>/layout")
-@require_token
-@_store_errors
-def layout(recording_id: str) -> Response:
+@_with_recording
+def layout(recording: Recording) -> Response:
     """Replace the whole mix layout (Agora's ``updateLayout`` clientRequest shape). 202."""
-    return _change(recording_id, "layout")
+    return _change(recording, "layout")
 
 
 @bp.get("/<recording_id>/events")
-@require_token
-@_store_errors
-def events(recording_id: str) -> Response:
+@_with_recording
+def events(recording: Recording) -> Response:
     """The timeline: API calls, Agora calls, transitions and every callback of its sessions, in time order."""
-    recording = _load(recording_id)
-    if isinstance(recording, Response):
-        return recording
     connection = get_services().redis
-    entries: list[dict[str, Any]] = list(timeline(connection, recording_id))
+    entries: list[dict[str, Any]] = list(timeline(connection, recording.id))
     for session in recording.sessions:
         if session.sid is None:
             continue
@@ -205,21 +195,17 @@ def events(recording_id: str) -> Response:
         for event in view.events if view is not None else ():
             entries.append({"ts": event.get("receivedMs"), "kind": "callback", **event})
     entries.sort(key=lambda e: e.get("ts") or 0)
-    return jsonify({"id": recording_id, "state": recording.state, "events": entries})
+    return jsonify({"id": recording.id, "state": recording.state, "events": entries})
 
 
 @bp.get("/<recording_id>/files")
-@require_token
-@_store_errors
-def files(recording_id: str) -> Response:
+@_with_recording
+def files(recording: Recording) -> Response:
     """The file manifest with each file's upload status."""
-    recording = _load(recording_id)
-    if isinstance(recording, Response):
-        return recording
     public = recording.public()
     return jsonify(
         {
-            "id": recording_id,
+            "id": recording.id,
             "state": recording.state,
             "files": public["files"],
             "backedUpFiles": public["backedUpFiles"],
