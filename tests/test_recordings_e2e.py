@@ -1,5 +1,5 @@
-"""Recording orchestration end to end: real gunicorn and `rq worker --with-scheduler` processes, real Redis,
-and the Agora emulator (REST + signed NCS callbacks), one scenario per test.
+"""Recording orchestration end to end: real gunicorn, `rq worker --with-scheduler` and Agora emulator
+(`python -m agora_emulator`: REST + signed NCS callbacks) processes, real Redis, one scenario per test.
 
 Agora's time runs 20x faster in the emulator and the service's own timers (confirm after 5 s, backoff 3/6/9 s,
 HA window 90 s, ...) run 20x faster through RECORDING_TIME_SCALE, so the two stay in proportion.
@@ -11,6 +11,8 @@ import base64
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +21,6 @@ from typing import Any
 import pytest
 import requests
 
-from agora_emulator import Emulator
 from tests.emulated import (
     ACCESS_KEY,
     APP_ID,
@@ -28,8 +29,8 @@ from tests.emulated import (
     SECRET_KEY,
     Sink,
     control,
-    start_emulator,
 )
+from tests.redis_server import free_port
 from tests.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -46,9 +47,8 @@ NOTIFY_SECRET = "whsec_" + base64.b64encode(b"e2e-notify-signing-key-32-bytes!")
 class World:
     """The service stack, the emulator it records against, and the app server receiving notifications."""
 
-    def __init__(self, stack: Stack, emulator: Emulator, emulator_url: str, app_server: Sink) -> None:
+    def __init__(self, stack: Stack, emulator_url: str, app_server: Sink) -> None:
         self.stack = stack
-        self.emulator = emulator
         self.agora = emulator_url
         self.app_server = app_server
 
@@ -97,13 +97,34 @@ class World:
         return self.wait(recording_id, lambda r: r["state"] in states, timeout)
 
 
+def start_emulator_process(directory: Path, notify_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The emulator as its own process, exactly as `contract.md` runs it."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "agora_emulator", "--port", str(port), "--notify-url", notify_url,
+        "--ncs-secret", NCS_SECRET, "--app-id", APP_ID, "--customer-id", CUSTOMER_ID,
+        "--customer-secret", CUSTOMER_SECRET, "--time-scale", str(SCALE), "--rate-limit", "10", "--ncs-timeout", "2",
+    ]  # fmt: skip
+    with open(directory / "emulator.log", "ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            if requests.get(f"{url}/_emulator/state", timeout=1).status_code == 200:
+                return process, url
+        except requests.RequestException:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the emulator did not start: " + (directory / "emulator.log").read_text())
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     stack = Stack(tmp_path, {})
     app_server = Sink()
-    emulator, url = start_emulator(
-        f"{stack.url}/webhooks/agora", time_scale=SCALE, ncs_secret=NCS_SECRET, rate_limit=10
-    )
+    emulator, url = start_emulator_process(tmp_path, f"{stack.url}/webhooks/agora")
     stack.env.update(
         {
             "APP_ENV": "production",
@@ -125,10 +146,11 @@ def world(tmp_path: Path) -> Iterator[World]:
     )
     try:
         stack.start()
-        yield World(stack, emulator, url, app_server)
+        yield World(stack, url, app_server)
     finally:
         stack.stop()
-        emulator.close()
+        emulator.terminate()
+        emulator.wait(10)
         app_server.close()
 
 
