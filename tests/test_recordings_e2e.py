@@ -142,6 +142,7 @@ def world(tmp_path: Path) -> Iterator[World]:
             "RECORDING_TIME_SCALE": str(SCALE),
             "NOTIFY_URL": app_server.url,
             "NOTIFY_SECRET": NOTIFY_SECRET,
+            "UPLOAD_STUCK_SECONDS": "60",
         }
     )
     try:
@@ -326,15 +327,18 @@ def test_backed_up_upload(world: World) -> None:
 
 @pytest.mark.parametrize(("status", "code"), [(400, 49), (404, 404)])
 def test_stop_answered_already_stopped(world: World, status: int, code: int) -> None:
-    """stop answered 49 or 404 means already stopped: the recording ends without error."""
+    """stop answered 49 or 404 means already stopped: the session ends without error; as no upload callback
+    follows (the emulated task was not really stopped), the files wait in ``uploading`` and get flagged stuck."""
     created = world.create(cname=f"gone{code}")
     world.wait(created["id"], lambda r: r["state"] == "recording" and r["files"])
     reason = "invalid operation" if code == 49 else "failed to find worker"
     fault(world, kind="answer", endpoint="stop", status=status, code=code, reason=reason, times=1)
     world.api("POST", f"/v1/recordings/{created['id']}/stop")
-    done = world.wait_state(created["id"], "completed", "uploading", timeout=30)
+    done = world.wait_state(created["id"], "uploading", timeout=30)
     assert agora_calls(world, created["id"], "stop")[0]["code"] == code
-    assert done["sessions"][0]["outcome"] == "stopped"
+    assert done["sessions"][0]["outcome"] == "stopped" and done["currentSession"] is None
+    stuck = world.wait(created["id"], lambda r: r["uploadStuck"], timeout=20)
+    assert stuck["state"] == "uploading" and all(f["status"] == "recorded" for f in stuck["files"])
 
 
 def test_stop_answered_435_nothing_recorded(world: World) -> None:
