@@ -146,3 +146,37 @@ def test_stored_recording_round_trips() -> None:
         id="rec_1", cname="c", mode="mix", uid="5", request={"storageConfig": {}}, created_ms=1, updated_ms=2
     )
     assert decode(encode(recording)) == recording
+
+
+def test_finished_recordings_expire_and_leave_the_index(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    """A terminal recording gets the session retention as TTL; the sweep drops index entries older than that."""
+    from workers.agora import AgoraClient, HostPlan
+    from workers.orchestrator import Orchestrator
+
+    orchestrator = Orchestrator(
+        redis_client,
+        settings,
+        AgoraClient(
+            app_id="a", customer_id="i", customer_secret="s", hosts=HostPlan.single("http://127.0.0.1:9")
+        ),
+    )
+    recording = Recording(
+        id="rec_done",
+        cname="c",
+        mode="mix",
+        uid="5",
+        request={},
+        created_ms=1,
+        updated_ms=1,
+        state="completed",
+    )
+    orchestrator.save(recording)
+    assert 0 < redis_client.ttl(keys.recording("rec_done")) <= settings.session_retention_seconds
+    assert redis_client.zscore(keys.ACTIVE_RECORDINGS, "rec_done") is None
+    now = int(time.time() * 1000)
+    old = (now - settings.session_retention_seconds * 1000 - 2 * 86_400_000) * 1000
+    redis_client.zadd(keys.RECORDINGS_INDEX, {"rec_ancient": old, "rec_recent": now * 1000})
+    sweep_recordings(redis_client, settings, now)
+    assert redis_client.zrange(keys.RECORDINGS_INDEX, 0, -1) == [b"rec_recent"]

@@ -115,7 +115,11 @@ class Orchestrator:
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(keys.recording(recording.id), encode(recording))
         if recording.terminal:
+            # Finished recordings are kept as long as sessions are (SESSION_RETENTION_SECONDS), then expire.
+            retention = self.settings.session_retention_seconds
             pipe.zrem(keys.ACTIVE_RECORDINGS, recording.id)
+            pipe.expire(keys.recording(recording.id), retention)
+            pipe.expire(keys.recording_timeline(recording.id), retention)
         else:
             pipe.zadd(keys.ACTIVE_RECORDINGS, {recording.id: recording.updated_ms})
         pipe.execute()
@@ -705,6 +709,9 @@ def sweep_recordings(connection: redis.Redis, settings: Settings, now: int | Non
         )
     ]
     queue = Queue(keys.DEFAULT_QUEUE, connection=connection)
+    # The listing index forgets recordings whose document expired (finished longer ago than the retention).
+    expired_before = (now - settings.session_retention_seconds * 1000 - 86_400_000) * 1000
+    connection.zremrangebyscore(keys.RECORDINGS_INDEX, "-inf", expired_before)
     for recording_id in stale:
         connection.zadd(keys.ACTIVE_RECORDINGS, {recording_id: now})  # not again before it had its chance
         queue.enqueue(advance, recording_id, result_ttl=0, failure_ttl=86400)
