@@ -10,8 +10,11 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+from agora_emulator import Emulator
+from tests.emulated import Sink, make_client, start_emulator
 from tests.redis_server import RedisServer
 from webhook_service import create_app
+from workers.agora import AgoraClient
 from workers.config import Settings
 
 NCS_SECRET = "test-ncs-secret"
@@ -69,3 +72,31 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    """A receiver recording every callback the emulator posts."""
+    sink = Sink()
+    yield sink
+    sink.close()
+
+
+@pytest.fixture
+def emulator(sink: Sink) -> Iterator[tuple[Emulator, str]]:
+    """An in-process Agora emulator on loopback (compressed time), posting callbacks to ``sink``."""
+    emulator, url = start_emulator(sink.url)
+    yield emulator, url
+    emulator.close()
+
+
+@pytest.fixture
+def base(emulator: tuple[Emulator, str]) -> str:
+    """The emulator's base URL."""
+    return emulator[1]
+
+
+@pytest.fixture
+def agora(base: str) -> AgoraClient:
+    """The project's Agora client pointed at the emulator."""
+    return make_client(base)

@@ -89,6 +89,7 @@ def start_emulator(notify_url: str | None = None, **overrides: Any) -> tuple[Emu
         time_scale=SCALE,
         rate_limit=0,
         ncs_timeout=2.0,
+        seed=0,  # fault draws repeat from run to run
     )
     for name, value in overrides.items():
         setattr(config, name, value)

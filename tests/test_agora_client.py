@@ -7,12 +7,10 @@ import logging
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 import requests
 
-from agora_emulator import Emulator
 from tests.emulated import (
     ACCESS_KEY,
     APP_ID,
@@ -47,23 +45,6 @@ from workers.agora import (
     WebRecordingConfig,
 )
 from workers.agora.bodies import RtmpPublishConfig, StorageConfig
-
-
-@pytest.fixture
-def emulator() -> Iterator[tuple[Emulator, str]]:
-    emulator, url = start_emulator()
-    yield emulator, url
-    emulator.close()
-
-
-@pytest.fixture
-def base(emulator: tuple[Emulator, str]) -> str:
-    return emulator[1]
-
-
-@pytest.fixture
-def agora(base: str) -> AgoraClient:
-    return make_client(base)
 
 
 def running(agora: AgoraClient, resource_id: str, sid: str, mode: str) -> bool:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 import requests
 
-from agora_emulator import Emulator, FaultError, parse_cli_fault
+from agora_emulator import FaultError, parse_cli_fault
 from tests.conftest import NCS_SECRET as RECEIVER_SECRET
 from tests.emulated import (
     NCS_SECRET,
@@ -37,30 +36,6 @@ from workers.agora import (
     UpdateClientRequest,
     UpdateRequest,
 )
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    sink = Sink()
-    yield sink
-    sink.close()
-
-
-@pytest.fixture
-def emulator(sink: Sink) -> Iterator[tuple[Emulator, str]]:
-    emulator, url = start_emulator(sink.url)
-    yield emulator, url
-    emulator.close()
-
-
-@pytest.fixture
-def base(emulator: tuple[Emulator, str]) -> str:
-    return emulator[1]
-
-
-@pytest.fixture
-def agora(base: str) -> AgoraClient:
-    return make_client(base)
 
 
 def task(base: str, sid: str) -> dict:

@@ -441,3 +441,16 @@ def test_web_capability_limit_restarts_the_page_recording(world: World) -> None:
         created["id"], lambda r: r["restarts"] == 1 and r["state"] == "recording", timeout=40
     )
     assert [s["outcome"] for s in restarted["sessions"]] == ["exited_abnormally", "running"]
+
+
+def test_worker_killed_mid_recording(world: World) -> None:
+    """SIGKILL of the worker while recording: a new worker picks up the timers and the stop; nothing is lost."""
+    created = world.create(cname="survivor")
+    world.wait(created["id"], lambda r: r["state"] == "recording" and r["files"])
+    world.stack.kill_worker(world.stack.workers[0])
+    world.api("POST", f"/v1/recordings/{created['id']}/stop")
+    time.sleep(1)
+    assert world.get(created["id"])["state"] == "recording"  # nobody is working on it
+    world.stack.start_worker()
+    done = world.wait_state(created["id"], "completed", timeout=60)
+    assert done["files"] and all(f["status"] == "uploaded" for f in done["files"])
