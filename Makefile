@@ -20,6 +20,7 @@ test: deps system-redis
 bench: deps system-redis system-wrk
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/worker.py
+	$(BIN)/python bench/latency.py
 
 lint: deps
 	$(BIN)/ruff check .

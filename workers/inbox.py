@@ -325,6 +325,13 @@ def wake(connection: redis.Redis, partition: int) -> str | None:
 
 def stale_partitions(connection: redis.Redis, now_ms: int | None = None) -> list[int]:
     """Partitions holding an event older than STALE_BACKLOG_MS that no drain has applied yet."""
+    return backlogged_partitions(connection, STALE_BACKLOG_MS, now_ms)
+
+
+def backlogged_partitions(
+    connection: redis.Redis, older_than_ms: int = -1, now_ms: int | None = None
+) -> list[int]:
+    """Partitions holding an unapplied event older than ``older_than_ms`` (default: any unapplied event)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     cursors = connection.mget([keys.inbox_cursor(p) for p in range(keys.PARTITIONS)])
     pipe = connection.pipeline(transaction=False)
@@ -335,7 +342,7 @@ def stale_partitions(connection: redis.Redis, now_ms: int | None = None) -> list
     for partition, entries in enumerate(pipe.execute()):
         if entries:
             oldest = _stream_id(entries[0][0])
-            if oldest is not None and now_ms - oldest[0] > STALE_BACKLOG_MS:
+            if oldest is not None and now_ms - oldest[0] > older_than_ms:
                 stale.append(partition)
     return stale
 

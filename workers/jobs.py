@@ -22,10 +22,10 @@ import redis
 from rq import get_current_job
 
 from workers import keys
-from workers.config import current_settings
+from workers.config import Settings, current_settings
 from workers.errors import EventError
 from workers.events import NcsEvent, parse_event
-from workers.inbox import wake
+from workers.inbox import backlogged_partitions, wake
 from workers.orchestrator import wake_recordings
 from workers.session_store import plan_updates, write_updates
 
@@ -34,17 +34,48 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 500
 #: A drain hands over to a fresh job after this long, so one busy channel cannot hold a worker forever.
 DRAIN_TIME_BUDGET_SECONDS = 20.0
+#: After its own partition, a drain helps with other partitions' backlogs for at most this long.
+HELP_BUDGET_SECONDS = 2.0
 UNROUTED_MAXLEN = 10_000
 DEAD_LETTER_MAXLEN = 10_000
 
 
 def drain_partition(partition: int) -> int:
-    """Apply every pending event of one inbox partition; return how many entries it consumed."""
+    """Apply every pending event of one inbox partition, then help with the other partitions' backlogs;
+    return how many entries it consumed.
+
+    Each partition has at most one drain job queued, and RQ costs a few milliseconds per job, so with many
+    busy partitions an event would wait for every other partition's job before its own. Helping (drains are
+    safe to run concurrently: each batch commits under WATCH of its partition's cursor) applies it with the
+    first job that runs; the helped partition's own job then finds little or nothing left.
+    """
     job = get_current_job()
     connection = job.connection if job is not None else redis.Redis.from_url(current_settings().redis_url)
     settings = current_settings()
     connection.delete(keys.inbox_queued(partition))
     started = time.monotonic()
+    consumed = _drain_until_empty(connection, partition, settings, started)
+    helped = 0
+    for other in backlogged_partitions(connection):
+        if time.monotonic() - started > HELP_BUDGET_SECONDS:
+            break
+        if other != partition:
+            helped += _drain_until_empty(connection, other, settings, started)
+    log.info(
+        "drain finished",
+        extra={
+            "partition": partition,
+            "consumed": consumed,
+            "helped": helped,
+            "ms": round((time.monotonic() - started) * 1000),
+        },
+    )
+    return consumed + helped
+
+
+def _drain_until_empty(connection: redis.Redis, partition: int, settings: Settings, started: float) -> int:
+    """Drain batches of one partition until it is empty, or until the job's time budget is spent (then a
+    fresh job is queued for the rest, so one busy channel cannot hold a worker forever)."""
     consumed = 0
     while True:
         count = drain_batch(
@@ -55,19 +86,10 @@ def drain_partition(partition: int) -> int:
         )
         consumed += count
         if count == 0:
-            break
+            return consumed
         if time.monotonic() - started > DRAIN_TIME_BUDGET_SECONDS:
-            wake(connection, partition)  # more may be waiting: let a fresh job continue after others
-            break
-    log.info(
-        "drain finished",
-        extra={
-            "partition": partition,
-            "consumed": consumed,
-            "ms": round((time.monotonic() - started) * 1000),
-        },
-    )
-    return consumed
+            wake(connection, partition)
+            return consumed
 
 
 def drain_batch(
