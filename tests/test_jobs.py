@@ -176,3 +176,18 @@ def test_sweep_wakes_a_partition_whose_drain_died(client, redis_client, worker_e
     run_worker(redis_client)
     assert notice_ids(redis_client) == ["orphan"]
     assert stale_partitions(redis_client, now_ms=later) == []
+
+
+def test_a_drain_helps_with_other_partitions_backlogs(client, redis_client, worker_env) -> None:
+    """The first drain job applies the backlogs of every partition, not only its own."""
+    from workers.jobs import drain_partition
+
+    channels = [f"help-{i}" for i in range(40)]
+    partitions = {keys.partition_of(c) for c in channels}
+    assert len(partitions) > 10
+    for n, cname in enumerate(channels):
+        send(client, event(40, notice_id=f"help-{n}", sid=f"s-help-{n}", cname=cname, sequence=0))
+    applied = drain_partition(keys.partition_of(channels[0]))
+    assert applied == len(channels)
+    assert all(read_session(redis_client, f"s-help-{n}") is not None for n in range(len(channels)))
+    assert stale_partitions(redis_client, now_ms=int(time.time() * 1000) + 60_000) == []
