@@ -77,8 +77,9 @@ def test_lifecycle_callbacks_in_order(
     resource_id, sid = begin(agora, mode)  # type: ignore[arg-type]
     wait_until(lambda: task(base, sid)["status"] == 5, timeout=5)
     stop(agora, resource_id, sid, mode)
-    wait_until(lambda: 11 in sink.event_types(sid), timeout=5)
-    time.sleep(0.2)
+    wait_until(lambda: set(expected) <= set(sink.event_types(sid)), timeout=5)
+    sent = lambda: len(control(base, "GET", f"notifications?sid={sid}")["notifications"])  # noqa: E731
+    wait_until(lambda: len(sink.envelopes(sid)) == sent(), timeout=5)  # every callback sent has arrived
     envelopes = sorted(sink.envelopes(sid), key=lambda e: e["payload"]["sequence"])
     seen = []
     for event_type in (e["eventType"] for e in envelopes):
@@ -97,7 +98,7 @@ def test_idle_channel_exits_after_max_idle_time(agora: AgoraClient, base: str, s
     resource_id, sid = begin(agora, "mix", max_idle_time=10)
     wait_until(lambda: task(base, sid)["status"] == 5, timeout=5)
     control(base, "PUT", "channels/room1", {"users": []})
-    wait_until(lambda: 11 in sink.event_types(sid), timeout=emulated(30) + 5)
+    wait_until(lambda: {41, 11} <= set(sink.event_types(sid)), timeout=emulated(30) + 5)
     leave = next(e for e in sink.envelopes(sid) if e["eventType"] == 41)
     assert leave["payload"]["details"]["leaveCode"] == 4
     assert task(base, sid)["exitReason"] == "idle"
@@ -196,7 +197,7 @@ def test_backed_up_upload(agora: AgoraClient, base: str, sink: Sink) -> None:
         agora.stop(resource_id, sid, "mix", StopRequest(cname="room1", uid="527841")).uploading_status
         == "backuped"
     )
-    wait_until(lambda: 11 in sink.event_types(sid), timeout=5)
+    wait_until(lambda: {32, 11} <= set(sink.event_types(sid)), timeout=5)
     assert 32 in sink.event_types(sid) and 31 not in sink.event_types(sid)
 
 
@@ -204,7 +205,7 @@ def test_abnormal_exit(agora: AgoraClient, base: str, sink: Sink) -> None:
     """A fatal error event, then session exit with exitStatus 1; files recorded so far are uploaded."""
     control(base, "POST", "faults", {"kind": "abnormal_exit", "after": 25})
     _, sid = begin(agora, "mix")
-    wait_until(lambda: 11 in sink.event_types(sid), timeout=emulated(30) + 5)
+    wait_until(lambda: {1, 11, 31} <= set(sink.event_types(sid)), timeout=emulated(30) + 5)
     envelopes = {e["eventType"]: e for e in sink.envelopes(sid)}
     assert envelopes[1]["payload"]["details"]["errorLevel"] == 5
     assert envelopes[11]["payload"]["details"]["exitStatus"] == 1
@@ -220,7 +221,7 @@ def test_web_capability_limit(agora: AgoraClient, base: str, sink: Sink) -> None
         f"tasks/{sid}/faults",
         {"kind": "capability_limit", "after": 12, "limitType": "resolution"},
     )
-    wait_until(lambda: 11 in sink.event_types(sid), timeout=emulated(20) + 5)
+    wait_until(lambda: {72, 71, 11} <= set(sink.event_types(sid)), timeout=emulated(20) + 5)
     envelopes = {e["eventType"]: e for e in sink.envelopes(sid)}
     assert envelopes[72]["payload"]["details"]["limitType"] == "resolution"
     assert envelopes[71]["payload"]["details"]["code"] == 2
@@ -231,7 +232,7 @@ def test_web_max_recording_hour(sink: Sink) -> None:
     emulator, url = start_emulator(sink.url, time_scale=0.0002)  # 2 emulated hours = 1.4 real s
     try:
         _, sid = begin(make_client(url), "web")
-        wait_until(lambda: 11 in sink.event_types(sid), timeout=10)
+        wait_until(lambda: {71, 11} <= set(sink.event_types(sid)), timeout=10)
         stopped = next(e for e in sink.envelopes(sid) if e["eventType"] == 71)
         assert (stopped["payload"]["details"]["code"], stopped["payload"]["details"]["message"]) == (
             1,
