@@ -195,11 +195,14 @@ def test_happy_path(world: World, mode: str, extra: dict[str, Any], expected_suf
     assert done["files"] and all(f["status"] == "uploaded" for f in done["files"])
     for suffix in expected_suffixes:
         assert any(f["fileName"].endswith(suffix) for f in done["files"]), (suffix, done["files"])
-    events = world.api("GET", f"/v1/recordings/{created['id']}/events").json()["events"]
-    kinds = {e["kind"] for e in events}
-    assert {"api", "agora", "transition", "callback"} <= kinds
-    callbacks = [e["eventType"] for e in events if e["kind"] == "callback"]
-    assert 11 in callbacks
+
+    def timeline() -> list[dict[str, Any]]:
+        return world.api("GET", f"/v1/recordings/{created['id']}/events").json()["events"]
+
+    # The exit callback is delivered and applied asynchronously, possibly after the stop's answer.
+    world.wait(created["id"], lambda r: any(e.get("eventType") == 11 for e in timeline()), timeout=10)
+    events = timeline()
+    assert {"api", "agora", "transition", "callback"} <= {e["kind"] for e in events}
     files = world.api("GET", f"/v1/recordings/{created['id']}/files").json()
     assert files["state"] == "completed" and files["files"] == done["files"]
     task = control(world.agora, "GET", f"tasks/{sid}")
