@@ -10,34 +10,31 @@ import sys
 from agora_emulator.app import Config, Emulator
 from agora_emulator.faults import FaultError, parse_cli_fault
 
+#: Each Config field settable from the command line: (flag, type, help). Defaults come from Config itself.
+OPTIONS: dict[str, tuple[type, str]] = {
+    "notify_url": (str, "where NCS callbacks are posted (none: callbacks are only recorded)"),
+    "ncs_secret": (str, "signs the callbacks"),
+    "app_id": (str, "the App ID in REST paths"),
+    "customer_id": (str, "Basic-auth user"),
+    "customer_secret": (str, "Basic-auth password"),
+    "seed": (int, "makes ids and fault draws repeatable (default: random)"),
+    "time_scale": (float, "real seconds per emulated second (0.1 = 10x faster)"),
+    "rate_limit": (int, "requests per second per App ID before 429 (0 = off)"),
+    "default_publishers": (int, "publishing hosts in channels never configured"),
+    "ncs_timeout": (float, "seconds the receiver has to answer 200"),
+}
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line of ``contract.md`` plus time, seed and fault switches."""
     parser = argparse.ArgumentParser(prog="python -m agora_emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
-    parser.add_argument(
-        "--notify-url", help="where NCS callbacks are posted (none: callbacks are only recorded)"
-    )
-    parser.add_argument("--ncs-secret", default="emulator-ncs-secret", help="signs the callbacks")
-    parser.add_argument("--app-id", default="emulator-app-id")
-    parser.add_argument("--customer-id", default="emulator-customer-id")
-    parser.add_argument("--customer-secret", default="emulator-customer-secret")
-    parser.add_argument(
-        "--seed", type=int, default=None, help="makes ids and fault draws repeatable (default: random)"
-    )
-    parser.add_argument(
-        "--time-scale", type=float, default=1.0, help="real seconds per emulated second (0.1 = 10x faster)"
-    )
-    parser.add_argument(
-        "--rate-limit", type=int, default=10, help="requests per second per App ID before 429 (0 = off)"
-    )
-    parser.add_argument(
-        "--default-publishers", type=int, default=2, help="publishing hosts in channels never configured"
-    )
-    parser.add_argument(
-        "--ncs-timeout", type=float, default=10.0, help="seconds the receiver has to answer 200"
-    )
+    defaults = Config()
+    for name, (kind, help_text) in OPTIONS.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name), help=help_text
+        )
     parser.add_argument(
         "--fault",
         action="append",
@@ -62,19 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.WARNING, format="emulator %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    config = Config(
-        app_id=args.app_id,
-        customer_id=args.customer_id,
-        customer_secret=args.customer_secret,
-        notify_url=args.notify_url,
-        ncs_secret=args.ncs_secret,
-        seed=args.seed,
-        time_scale=args.time_scale,
-        rate_limit=args.rate_limit,
-        default_publishers=args.default_publishers,
-        ncs_timeout=args.ncs_timeout,
-        faults=faults,
-    )
+    config = Config(faults=faults, **{name: getattr(args, name) for name in OPTIONS})
     emulator = Emulator(config)
     signal.signal(signal.SIGTERM, _terminate)
     print(

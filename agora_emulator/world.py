@@ -122,7 +122,6 @@ class Task:
     exit_status: int | None = None
     ended_at: float | None = None
     rtmp_status: str = "connecting"
-    first_slice_sent: bool = False
 
     def fault(self, kind: str) -> Fault | None:
         """This task's fault of a kind, if it took one."""
@@ -460,32 +459,24 @@ class World:
         if task.mode == "web":
             self._later(float(task.info["maxRecordingHour"]) * 3600, self._max_hour, task)
         for fault in task.faults:
-            after = fault.number("after", 10.0)
-            if fault.kind == "die":
-                self._later(after, self._die, task)
-            elif fault.kind == "failover":
-                self._later(after, self._failover, task, fault)
-            elif fault.kind == "abnormal_exit":
-                self._later(after, self._abnormal, task, fault)
-            elif fault.kind == "capability_limit":
-                self._later(after, self._capability, task, fault)
+            self._arm(task, fault, default_after=10.0)
 
     def inject(self, task: Task, fault: Fault) -> None:
         """Apply a session fault to a running task now (plus its ``after``)."""
         task.faults.append(fault)
-        after = fault.number("after", 0.0)
+        self._arm(task, fault, default_after=0.0)
+
+    def _arm(self, task: Task, fault: Fault, default_after: float) -> None:
+        """Schedule what a timed session fault does (``backup`` acts at exit, not on a timer)."""
         handlers = {
             "die": self._die,
             "failover": self._failover,
             "abnormal_exit": self._abnormal,
             "capability_limit": self._capability,
         }
-        if fault.kind in handlers:
-            handler = handlers[fault.kind]
-            if fault.kind == "die":
-                self._later(after, handler, task)
-            else:
-                self._later(after, handler, task, fault)
+        handler = handlers.get(fault.kind)
+        if handler is not None:
+            self._later(fault.number("after", default_after), handler, task, fault)
 
     def _components_ready(self, task: Task) -> None:
         if task.state != "starting":
@@ -644,7 +635,7 @@ class World:
         if task.alive:
             self._exit(task, "max_hour", exit_status=0, leave_code=LEAVE_CLIENT)
 
-    def _die(self, task: Task) -> None:
+    def _die(self, task: Task, fault: Fault) -> None:
         """Start was accepted, then the task vanished: no callbacks, query answers 404."""
         if task.alive:
             task.state, task.status, task.exit_reason, task.ended_at = "gone", 20, "died", self.clock.now()

@@ -25,12 +25,11 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any, cast
 
 import msgspec
 import redis
-from rq import Queue, get_current_job
+from rq import get_current_job
 
 from workers import keys
 from workers.agora import (
@@ -54,7 +53,7 @@ from workers.agora import (
 from workers.config import Settings, current_settings
 from workers.notify import queue_notification
 from workers.ratelimit import RateLimiter
-from workers.recording_store import drop_commands, peek_commands
+from workers.recording_store import drop_commands, peek_commands, queue_advance
 from workers.recordings import (
     AgoraSession,
     FileEntry,
@@ -66,7 +65,7 @@ from workers.recordings import (
     merge_file,
     recorder_uid,
 )
-from workers.session_store import read_session
+from workers.session_store import SessionView, read_session
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ class Orchestrator:
         self.settings = settings
         self.client = client or AgoraClient.from_settings(settings)
         self.limiter = RateLimiter(connection, settings.agora_app_id, settings.agora_rate_limit)
-        self.queue = Queue(keys.DEFAULT_QUEUE, connection=connection)
+        self._views: dict[str, SessionView | None] = {}  # callbacks per sid, read once per step
 
     # -- persistence -------------------------------------------------------------------------------------
 
@@ -131,6 +130,10 @@ class Orchestrator:
         pipe.rpush(keys.recording_timeline(recording.id), msgspec.json.encode(entry))
         pipe.ltrim(keys.recording_timeline(recording.id), -TIMELINE_CAP, -1)
         pipe.execute()
+
+    def _note_error(self, recording: Recording, endpoint: str, exc: AgoraError) -> None:
+        """An Agora call that did not succeed, on the timeline."""
+        self.note(recording, "agora", **{**exc.as_dict(), "endpoint": endpoint})
 
     def transition(self, recording: Recording, state: str, cause: str, **fields: Any) -> None:
         """Change state, keeping the cause on the timeline."""
@@ -182,17 +185,15 @@ class Orchestrator:
 
     def schedule(self, recording: Recording, seconds: float) -> None:
         """Look at the recording again after ``seconds`` (scaled)."""
-        delay = max(0.0, seconds * self.settings.recording_time_scale)
-        if delay < 0.01:
-            self.queue.enqueue(advance, recording.id, result_ttl=0, failure_ttl=86400)
-        else:
-            self.queue.enqueue_in(
-                timedelta(seconds=delay), advance, recording.id, result_ttl=0, failure_ttl=86400
-            )
+        queue_advance(self.redis, recording.id, max(0.0, seconds * self.settings.recording_time_scale))
 
     def scaled_ms(self, seconds: float) -> int:
         """Milliseconds of a (scaled) duration."""
         return int(seconds * self.settings.recording_time_scale * 1000)
+
+    def seconds_since(self, moment_ms: int, now: int | None = None) -> float:
+        """Unscaled seconds from ``moment_ms`` to ``now`` (comparable with the constants above)."""
+        return ((now_ms() if now is None else now) - moment_ms) / 1000 / self.settings.recording_time_scale
 
     # -- the step ------------------------------------------------------------------------------------------
 
@@ -207,12 +208,13 @@ class Orchestrator:
             recording = self.load(recording_id)
             if recording is None:
                 return "unknown"
+            self._views.clear()
             applied = self._take_commands(recording)
             if not recording.terminal:
                 try:
                     self._step(recording)
                 except AgoraError as exc:  # unexpected here: keep it on the recording, look again later
-                    recording.last_error = _error_dict(exc)
+                    recording.last_error = exc.as_dict()
                     self.schedule(recording, START_BACKOFF[-1])
             self.save(recording)
             drop_commands(self.redis, recording_id, applied)  # only now: a crash before the save loses none
@@ -224,7 +226,7 @@ class Orchestrator:
         for command in commands:
             if command["op"] == "stop":
                 if rec.desired != "stopped":
-                    rec.desired, rec.stop_requested_ms = "stopped", now_ms()
+                    rec.desired = "stopped"
                     self.note(rec, "decision", what="stop requested by the app server")
             elif command["op"] in ("update", "layout"):
                 if rec.terminal or rec.desired == "stopped":
@@ -240,7 +242,6 @@ class Orchestrator:
         self._absorb_callbacks(rec)
         if rec.desired == "recording" and rec.stop_at_ms is not None and now >= rec.stop_at_ms:
             rec.desired = "stopped"
-            rec.stop_requested_ms = now
             self.note(rec, "decision", what="max duration reached: stopping")
         self._apply_pending_changes(rec)
         session = rec.current
@@ -264,7 +265,7 @@ class Orchestrator:
     def _start(self, rec: Recording) -> None:
         now = now_ms()
         if rec.retry_at_ms is not None and now < rec.retry_at_ms:
-            self.schedule(rec, (rec.retry_at_ms - now) / 1000 / self.settings.recording_time_scale)
+            self.schedule(rec, -self.seconds_since(rec.retry_at_ms, now))
             return
         if rec.start_attempts >= MAX_START_ATTEMPTS:
             rec.reason = f"could not start a session after {rec.start_attempts} attempts"
@@ -312,15 +313,14 @@ class Orchestrator:
     def _start_failed(
         self, rec: Recording, endpoint: str, exc: AgoraError, session: AgoraSession | None = None
     ) -> None:
-        error = _error_dict(exc)
-        rec.last_error = error
-        self.note(rec, "agora", endpoint=endpoint, **{k: v for k, v in error.items() if k != "endpoint"})
+        rec.last_error = exc.as_dict()
+        self._note_error(rec, endpoint, exc)
         outcome = exc.outcome
         if outcome is Outcome.REJECTED or isinstance(exc, AgoraRequestError):
             rec.reason = f"Agora refused {endpoint}: {getattr(exc, 'reason', str(exc))}"
             if session is not None:
                 session.ended_ms, session.outcome = now_ms(), "start_failed"
-            self.transition(rec, "failed", f"{endpoint} rejected", code=error.get("code"))
+            self.transition(rec, "failed", f"{endpoint} rejected", code=rec.last_error["code"])
             return
         rec.failures_in_row += 1
         drop_resource = outcome in (Outcome.REACQUIRE, Outcome.ALREADY_RUNNING)
@@ -352,14 +352,14 @@ class Orchestrator:
             self._query_later(rec, session, RATE_LIMITED_BACKOFF)
             return
         now = now_ms()
-        age = (now - (session.started_ms or now)) / 1000 / self.settings.recording_time_scale
+        age = self.seconds_since(session.started_ms or now, now)
         try:
             report = self.client.query(session.resource_id, session.sid, rec.mode)
         except AgoraApiError as exc:
             if exc.outcome is Outcome.NOT_FOUND:
                 self._missing(rec, session, age)
             else:
-                rec.last_error = _error_dict(exc)
+                rec.last_error = exc.as_dict()
                 self._query_later(
                     rec,
                     session,
@@ -367,7 +367,7 @@ class Orchestrator:
                 )
             return
         except AgoraError as exc:
-            rec.last_error = _error_dict(exc)
+            rec.last_error = exc.as_dict()
             self._query_later(rec, session, CONFIRM_BACKOFF[0])
             return
         session.missing_since_ms = None
@@ -403,7 +403,7 @@ class Orchestrator:
 
     def _next_poll(self, rec: Recording) -> float:
         if rec.stop_at_ms is not None:
-            until_stop = (rec.stop_at_ms - now_ms()) / 1000 / self.settings.recording_time_scale
+            until_stop = -self.seconds_since(rec.stop_at_ms)
             return max(0.0, min(POLL_EVERY, until_stop))
         return POLL_EVERY
 
@@ -412,7 +412,7 @@ class Orchestrator:
         now = now_ms()
         if session.missing_since_ms is None:
             session.missing_since_ms = now
-        missing_for = (now - session.missing_since_ms) / 1000 / self.settings.recording_time_scale
+        missing_for = self.seconds_since(session.missing_since_ms, now)
         if missing_for < MISSING_WINDOW:
             self._query_later(rec, session, 10.0)
             return
@@ -431,12 +431,18 @@ class Orchestrator:
 
     # -- callbacks -----------------------------------------------------------------------------------------
 
+    def _view(self, sid: str) -> SessionView | None:
+        """A session's callbacks, read from Redis once per step (or again after a stop, see ``_stop``)."""
+        if sid not in self._views:
+            self._views[sid] = read_session(self.redis, sid)
+        return self._views[sid]
+
     def _absorb_callbacks(self, rec: Recording) -> None:
         """Files and failover uids from every session's callbacks (hints, merged order-independently)."""
         for session in rec.sessions:
             if session.sid is None:
                 continue
-            view = read_session(self.redis, session.sid)
+            view = self._view(session.sid)
             if view is None:
                 continue
             if view.state.failover_uid and view.state.failover_uid != session.failover_uid:
@@ -452,7 +458,7 @@ class Orchestrator:
         """``exited`` (normal end), ``exited_abnormally``, or None when the callbacks say it still runs."""
         if session.sid is None:
             return None
-        view = read_session(self.redis, session.sid)
+        view = self._view(session.sid)
         if view is None:
             return None
         return ended_outcome(view.state, view.events)
@@ -491,12 +497,8 @@ class Orchestrator:
                 session.resource_id, session.sid, rec.mode, StopRequest(cname=rec.cname, uid=session.uid)
             )
         except AgoraApiError as exc:
-            self.note(
-                rec,
-                "agora",
-                endpoint="stop",
-                **{k: v for k, v in _error_dict(exc).items() if k != "endpoint"},
-            )
+            self._views.clear()  # upload callbacks may have been applied while Agora stopped the task
+            self._note_error(rec, "stop", exc)
             if exc.outcome is Outcome.NOTHING_RECORDED:
                 session.ended_ms, session.outcome = now_ms(), "nothing_recorded"
                 rec.reason = "nothing was recorded (nobody published)"
@@ -507,14 +509,15 @@ class Orchestrator:
             elif exc.outcome in (Outcome.RETRY, Outcome.RATE_LIMITED):
                 self.schedule(rec, START_BACKOFF[0])
             else:
-                rec.last_error = _error_dict(exc)
+                rec.last_error = exc.as_dict()
                 session.ended_ms, session.outcome = now_ms(), "stopped"
                 self._finish(rec)
             return
         except AgoraError as exc:
-            rec.last_error = _error_dict(exc)
+            rec.last_error = exc.as_dict()
             self.schedule(rec, START_BACKOFF[0])
             return
+        self._views.clear()  # upload callbacks may have been applied while Agora stopped the task
         session.ended_ms, session.outcome = now_ms(), "stopped"
         status = {"uploaded": "uploaded", "backuped": "backed_up"}.get(
             report.uploading_status or "", "recorded"
@@ -570,7 +573,7 @@ class Orchestrator:
         for session in rec.sessions:
             if session.sid is None:
                 continue
-            view = read_session(self.redis, session.sid)
+            view = self._view(session.sid)
             if view is not None and view.state.upload in ("uploaded", "backed_up"):
                 results[session.sid] = view.state.upload
         return results
@@ -613,16 +616,11 @@ class Orchestrator:
                     sid=session.sid,
                 )
             except AgoraError as exc:
-                self.note(
-                    rec,
-                    "agora",
-                    endpoint=change["kind"],
-                    **{k: v for k, v in _error_dict(exc).items() if k != "endpoint"},
-                )
+                self._note_error(rec, change["kind"], exc)
                 if exc.outcome in (Outcome.RETRY, Outcome.RATE_LIMITED, Outcome.NOT_FOUND):
                     self.schedule(rec, START_BACKOFF[0])
                     return
-                rec.last_error = _error_dict(exc)
+                rec.last_error = exc.as_dict()
             rec.pending_changes.pop(0)
 
     def _merge_report(
@@ -658,19 +656,6 @@ def _remember_change(rec: Recording, change: dict[str, Any]) -> None:
                 service.setdefault("serviceParam", {})["outputs"] = rtmp.get("outputs")
 
 
-def _error_dict(exc: AgoraError) -> dict[str, Any]:
-    if isinstance(exc, AgoraApiError):
-        return exc.as_dict()
-    return {
-        "endpoint": exc.endpoint,
-        "status": None,
-        "code": None,
-        "reason": str(exc),
-        "requestId": None,
-        "outcome": exc.outcome.value,
-    }
-
-
 def advance(recording_id: str) -> str:
     """RQ job: one orchestration step for a recording (see the module docstring)."""
     job = get_current_job()
@@ -685,9 +670,8 @@ def wake_recordings(connection: redis.Redis, sids: list[str]) -> int:
         return 0
     owners = connection.mget([keys.recording_of_sid(sid) for sid in sids])
     ids = sorted({o.decode() for o in owners if isinstance(o, bytes)})
-    queue = Queue(keys.DEFAULT_QUEUE, connection=connection)
     for recording_id in ids:
-        queue.enqueue(advance, recording_id, result_ttl=0, failure_ttl=86400)
+        queue_advance(connection, recording_id)
     return len(ids)
 
 
@@ -708,13 +692,12 @@ def sweep_recordings(connection: redis.Redis, settings: Settings, now: int | Non
             connection.zrangebyscore(keys.ACTIVE_RECORDINGS, "-inf", threshold, start=0, num=SWEEP_BATCH),
         )
     ]
-    queue = Queue(keys.DEFAULT_QUEUE, connection=connection)
     # The listing index forgets recordings whose document expired (finished longer ago than the retention).
     expired_before = (now - settings.session_retention_seconds * 1000 - 86_400_000) * 1000
     connection.zremrangebyscore(keys.RECORDINGS_INDEX, "-inf", expired_before)
     for recording_id in stale:
         connection.zadd(keys.ACTIVE_RECORDINGS, {recording_id: now})  # not again before it had its chance
-        queue.enqueue(advance, recording_id, result_ttl=0, failure_ttl=86400)
+        queue_advance(connection, recording_id)
     if stale:
         log.info("recordings swept", extra={"count": len(stale)})
     return stale

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from datetime import timedelta
 from typing import Any, cast
 
 import msgspec
@@ -170,18 +171,9 @@ def create_recording(
         ),
     )
     pipe.execute()
-    _queue_advance(connection, recording_id)
-    if recording.stop_at_ms is not None and spec.maxDurationSeconds is not None:
-        from datetime import timedelta
-
-        from workers.orchestrator import advance
-
-        Queue(keys.DEFAULT_QUEUE, connection=connection).enqueue_in(
-            timedelta(seconds=spec.maxDurationSeconds * settings.recording_time_scale),
-            advance,
-            recording_id,
-            result_ttl=0,
-        )
+    queue_advance(connection, recording_id)
+    if spec.maxDurationSeconds is not None:
+        queue_advance(connection, recording_id, spec.maxDurationSeconds * settings.recording_time_scale)
     return recording, True
 
 
@@ -200,7 +192,7 @@ def send_command(connection: redis.Redis, recording_id: str, command: dict[str, 
         msgspec.json.encode({"ts": int(time.time() * 1000), "kind": "api", "what": command["op"]}),
     )
     pipe.execute()
-    _queue_advance(connection, recording_id)
+    queue_advance(connection, recording_id)
 
 
 def check_change(recording: Recording, kind: str, body: Any) -> dict[str, Any]:
@@ -275,9 +267,16 @@ def timeline(connection: redis.Redis, recording_id: str) -> list[dict[str, Any]]
     ]
 
 
-def _queue_advance(connection: redis.Redis, recording_id: str) -> None:
-    from workers.orchestrator import advance  # the orchestrator imports this module for take_commands
+#: The orchestration job, by name: the orchestrator imports this module, so not the other way round.
+ADVANCE = "workers.orchestrator.advance"
 
-    Queue(keys.DEFAULT_QUEUE, connection=connection).enqueue(
-        advance, recording_id, result_ttl=0, failure_ttl=86400
-    )
+
+def queue_advance(connection: redis.Redis, recording_id: str, delay_seconds: float = 0.0) -> None:
+    """Queue one orchestration step for a recording, now or after ``delay_seconds`` (real seconds)."""
+    queue = Queue(keys.DEFAULT_QUEUE, connection=connection)
+    if delay_seconds < 0.01:
+        queue.enqueue(ADVANCE, recording_id, result_ttl=0, failure_ttl=86400)
+    else:
+        queue.enqueue_in(
+            timedelta(seconds=delay_seconds), ADVANCE, recording_id, result_ttl=0, failure_ttl=86400
+        )

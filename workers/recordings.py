@@ -52,12 +52,6 @@ class AgoraSession(msgspec.Struct, kw_only=True):
     failover_uid: str | None = None
     missing_since_ms: int | None = None  # first of a run of 404s
     next_query_ms: int | None = None  # no query before this (callback wake-ups only absorb hints)
-    start_failures: int = 0
-
-    @property
-    def active(self) -> bool:
-        """Started and not known to have ended."""
-        return self.sid is not None and self.ended_ms is None
 
     def public(self) -> dict[str, Any]:
         """The API view."""
@@ -120,7 +114,6 @@ class Recording(msgspec.Struct, kw_only=True):
     uid_index: int = 0
     retry_at_ms: int | None = None
     stop_at_ms: int | None = None
-    stop_requested_ms: int | None = None
     ended_ms: int | None = None
     sessions: list[AgoraSession] = msgspec.field(default_factory=list)
     files: dict[str, FileEntry] = msgspec.field(default_factory=dict)

@@ -24,6 +24,17 @@ class AgoraError(ServiceError):
         super().__init__(message)
         self.endpoint = endpoint
 
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready summary, safe to store and to show through the API."""
+        return {
+            "endpoint": self.endpoint,
+            "status": None,
+            "code": None,
+            "reason": str(self),
+            "requestId": None,
+            "outcome": self.outcome.value,
+        }
+
 
 class AgoraRequestError(AgoraError):
     """A request Agora would reject; ``field`` is the wire path, e.g. ``clientRequest.storageConfig.bucket``."""
@@ -56,7 +67,7 @@ class AgoraApiError(AgoraError):
         self.outcome = outcome
 
     def as_dict(self) -> dict[str, object]:
-        """A JSON-ready summary, safe to store and to show through the API."""
+        """What Agora answered, JSON-ready."""
         return {
             "endpoint": self.endpoint,
             "status": self.status,
