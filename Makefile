@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test bench lint deps system-redis system-wrk clean
+.PHONY: run test bench soak lint deps system-redis system-wrk clean
 
 run: deps system-redis
 	$(BIN)/python -m webhook_service.devserver
@@ -21,6 +21,10 @@ bench: deps system-redis system-wrk
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/worker.py
 	$(BIN)/python bench/latency.py
+
+# The chaos ledger: two dozen recordings under Agora and process faults, then an audit (a few minutes).
+soak: deps system-redis
+	$(BIN)/python bench/soak.py
 
 lint: deps
 	$(BIN)/ruff check .

@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KIND:K=V,...",
-        help="switch a fault on, e.g. 'ncs:duplicate=0.3,reorder=2' or 'answer:endpoint=start,status=500,times=2'",
+        help="switch a fault on, e.g. 'ncs:duplicate=0.3,reorder=2' or 'answer:endpoint=start,status=500,times=2' or 'slow:endpoint=start,delay=15,times=1'",
     )
     return parser.parse_args(argv)
 

@@ -5,6 +5,9 @@ credentials`` from the gateway, 404 ``no Route matched with those values`` for u
 ``API rate limit exceeded`` over the App ID's QPS, 400 code 8 for a non-JSON content type or body, then the
 service's own checks (:mod:`agora_emulator.validate`, :mod:`agora_emulator.world`). Every answer carries an
 ``X-Request-ID``. Every call is recorded (storage keys and tokens replaced by a short hash) for the control API.
+
+A ``slow`` fault holds an answer back for real seconds after the call was served and recorded, on the request's
+own thread and without the world lock, so other calls and the task's timers go on meanwhile.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from agora_emulator.clock import Clock, Scheduler
-from agora_emulator.faults import Fault, FaultError, parse_fault
+from agora_emulator.faults import SESSION_ENDPOINTS, Fault, FaultError, parse_fault
 from agora_emulator.ncs import NcsSender
 from agora_emulator.validate import Reject
 from agora_emulator.world import Task, World
@@ -152,6 +155,7 @@ class Emulator:
         self.limiter = RateLimiter(config.rate_limit)
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self._closing = threading.Event()  # wakes answers held back by a slow fault
 
     def _new_world(self) -> World:
         world = World(
@@ -182,6 +186,7 @@ class Emulator:
 
     def close(self) -> None:
         """Stop serving, timers and deliveries."""
+        self._closing.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -203,6 +208,7 @@ class Emulator:
         endpoint: str = ""
         args: dict[str, Any] = {}
         body: Any = None
+        slow: float | None = None
         try:
             try:
                 endpoint, matched = REST_RULES.bind_to_environ(request.environ).match()
@@ -215,14 +221,20 @@ class Emulator:
             if request.method == "POST":
                 body = self._json_body(request)
             with self.world.lock:
-                cname = body.get("cname") if isinstance(body, dict) else self._cname_of(args.get("sid"))
-                scripted = self.world.scripted_answer(endpoint, cname)
+                sid = args.get("sid")
+                cname = body.get("cname") if isinstance(body, dict) else self._cname_of(sid)
+                slow = self.world.slow_answer(endpoint, cname, sid)
+                scripted = self.world.scripted_answer(endpoint, cname, sid)
                 if scripted is not None:
                     raise scripted
                 status, answer = self._dispatch(endpoint, args, body)
         except Reject as reject:
             status, answer = reject.status, reject.body
-        self._record(request, request_id, endpoint, body, status, answer)
+        self._record(request, request_id, endpoint, body, status, answer, slow)
+        if slow:
+            # Served and recorded; the caller waits (lock released). A caller gone by then is werkzeug's
+            # "connection dropped": no traceback, the server goes on.
+            self._closing.wait(slow)
         return Response(
             msgspec.json.encode(answer),
             status=status,
@@ -285,23 +297,30 @@ class Emulator:
         return world.stop(args["resource_id"], args["sid"], args["mode"], body)
 
     def _record(
-        self, request: Request, request_id: str, endpoint: str, body: Any, status: int, answer: dict[str, Any]
+        self,
+        request: Request,
+        request_id: str,
+        endpoint: str,
+        body: Any,
+        status: int,
+        answer: dict[str, Any],
+        slow: float | None = None,
     ) -> None:
+        entry = {
+            "requestId": request_id,
+            "at": self.clock.wall_ms(),
+            "method": request.method,
+            "path": request.path,
+            "endpoint": endpoint or None,
+            "contentType": request.headers.get("Content-Type"),
+            "body": redact(body),
+            "status": status,
+            "answer": answer,
+        }
+        if slow is not None:
+            entry["slowSeconds"] = slow
         with self.world.lock:
-            self.world.requests.append(
-                {
-                    "id": len(self.world.requests) + 1,
-                    "requestId": request_id,
-                    "at": self.clock.wall_ms(),
-                    "method": request.method,
-                    "path": request.path,
-                    "endpoint": endpoint or None,
-                    "contentType": request.headers.get("Content-Type"),
-                    "body": redact(body),
-                    "status": status,
-                    "answer": answer,
-                }
-            )
+            self.world.requests.append({"id": len(self.world.requests) + 1, **entry})
         log.info("agora call", extra={"endpoint": endpoint, "status": status, "code": answer.get("code")})
 
     # -- control API ---------------------------------------------------------------------------------------
@@ -327,6 +346,7 @@ class Emulator:
                 "emulatedSeconds": round(self.clock.now(), 3),
                 "rateLimit": self.limiter.to_json(),
                 "tasks": [task.summary() for task in world.tasks.values()],
+                "liveTasks": sum(task.alive for task in world.tasks.values()),
                 "faults": [fault.to_json() for fault in world.faults],
                 "requests": len(world.requests),
                 "notifications": len(self.sender.deliveries),
@@ -389,7 +409,9 @@ class Emulator:
         task = self._task(sid)
         spec = msgspec.json.decode(request.get_data())
         fault = parse_fault(dict(spec, sid=sid, cname=task.cname))
-        if fault.kind in ("ncs", "answer"):
+        if fault.kind in ("answer", "slow") and fault.params.get("endpoint", "*") not in SESSION_ENDPOINTS:
+            raise FaultError(f"a task's {fault.kind} fault is for {', '.join(SESSION_ENDPOINTS)}")
+        if fault.kind in ("ncs", "answer", "slow"):
             self.world.add_fault(fault)
         else:
             self.world.inject(task, fault)

@@ -6,6 +6,11 @@ command line the same thing is written ``kind:key=value,key=value``. Kinds:
 =================  ===========================================================================================
 ``answer``         the next ``times`` calls to ``endpoint`` get ``status`` / ``code`` / ``reason`` instead of
                    being served (5xx, 206/65, 504/62, 429, ...); ``endpoint`` ``*`` matches every call
+``slow``           Agora answers slowly: the next ``times`` calls to ``endpoint`` (or ``*``) are served as usual
+                   (``start`` starts the task, ``stop`` stops it) but the answer is held back ``delay`` *real*
+                   seconds (default 15), so the caller's read timeout fires first; the request log marks them
+                   ``slowSeconds``. Calls refused before reaching the service (401, 404 route, 429, 400 code 8)
+                   are answered at once and do not use the fault
 ``ncs``            callback delivery: ``loss`` and ``duplicate`` probabilities, ``reorder`` (seconds of random
                    extra delay per callback), ``delay`` (fixed extra seconds)
 ``die``            start is accepted, then the task silently dies ``after`` seconds (query answers 404)
@@ -17,7 +22,8 @@ command line the same thing is written ``kind:key=value,key=value``. Kinds:
 =================  ===========================================================================================
 
 Session faults (``die`` .. ``capability_limit``) are taken by the next ``times`` sessions started on a
-matching channel (every one when ``times`` is absent).
+matching channel (every one when ``times`` is absent). ``answer`` and ``slow`` faults given for one task
+(``/_emulator/tasks/<sid>/faults``) apply to that session's calls only.
 """
 
 from __future__ import annotations
@@ -26,8 +32,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SESSION_KINDS = ("die", "failover", "backup", "abnormal_exit", "capability_limit")
-KINDS = ("answer", "ncs", *SESSION_KINDS)
+KINDS = ("answer", "slow", "ncs", *SESSION_KINDS)
 ENDPOINTS = ("acquire", "start", "query", "update", "updateLayout", "stop", "*")
+SESSION_ENDPOINTS = ("query", "update", "updateLayout", "stop", "*")
+#: Real seconds a ``slow`` answer is held back when the fault gives no ``delay``.
+SLOW_DELAY = 15.0
 
 
 class FaultError(ValueError):
@@ -96,9 +105,11 @@ def parse_fault(spec: dict[str, Any]) -> Fault:
         except (TypeError, ValueError):
             raise FaultError("times must be an integer") from None
     fault = Fault(kind=kind, params=params, cname=cname, sid=sid, times=times)
+    if kind in ("answer", "slow") and params.get("endpoint", "*") not in ENDPOINTS:
+        raise FaultError(f"{kind}.endpoint must be one of {', '.join(ENDPOINTS)}")
+    if kind == "slow" and fault.number("delay", SLOW_DELAY) < 0:
+        raise FaultError("slow.delay must not be negative")
     if kind == "answer":
-        if params.get("endpoint", "*") not in ENDPOINTS:
-            raise FaultError(f"answer.endpoint must be one of {', '.join(ENDPOINTS)}")
         status = int(fault.number("status", 500))
         if not 200 <= status <= 599:
             raise FaultError("answer.status must be an HTTP status")

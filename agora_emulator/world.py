@@ -28,7 +28,7 @@ import msgspec
 
 from agora_emulator import validate
 from agora_emulator.clock import Clock, Scheduler
-from agora_emulator.faults import SESSION_KINDS, Fault
+from agora_emulator.faults import SESSION_KINDS, SLOW_DELAY, Fault
 from agora_emulator.ncs import NcsSender
 from agora_emulator.validate import Reject, invalid
 
@@ -142,6 +142,7 @@ class Task:
             "mode": self.mode,
             "status": self.status,
             "state": self.state,
+            "alive": self.alive,
             "onhold": self.onhold,
             "failovers": self.failovers,
             "exitReason": self.exit_reason,
@@ -761,23 +762,35 @@ class World:
         self.faults.append(fault)
         return fault
 
-    def scripted_answer(self, endpoint: str, cname: str | None) -> Reject | None:
-        """The next ``answer`` fault for this call, if any (consumed)."""
+    def _next_fault(self, kind: str, endpoint: str, cname: str | None, sid: str | None) -> Fault | None:
+        """The first ``kind`` fault (answer, slow) for a call to ``endpoint``, consumed; None when none applies."""
         for fault in self.faults:
-            if fault.kind != "answer" or fault.params.get("endpoint", "*") not in ("*", endpoint):
+            if fault.kind != kind or fault.params.get("endpoint", "*") not in ("*", endpoint):
                 continue
             if fault.cname is not None and cname is None:
                 continue
-            if not fault.matches(cname):
+            if not fault.matches(cname, sid):
                 continue
             fault.take()
-            status = int(fault.number("status", 500))
-            if "message" in fault.params:
-                return Reject(status, {"message": str(fault.params["message"])})
-            code = int(fault.number("code", status))
-            reason = str(fault.params.get("reason", DEFAULT_REASONS.get(code, "error")))
-            return Reject(status, {"code": code, "reason": reason})
+            return fault
         return None
+
+    def slow_answer(self, endpoint: str, cname: str | None, sid: str | None = None) -> float | None:
+        """Real seconds to hold back the answer to this call by the next ``slow`` fault (consumed), if any."""
+        fault = self._next_fault("slow", endpoint, cname, sid)
+        return None if fault is None else fault.number("delay", SLOW_DELAY)
+
+    def scripted_answer(self, endpoint: str, cname: str | None, sid: str | None = None) -> Reject | None:
+        """The next ``answer`` fault for this call, if any (consumed)."""
+        fault = self._next_fault("answer", endpoint, cname, sid)
+        if fault is None:
+            return None
+        status = int(fault.number("status", 500))
+        if "message" in fault.params:
+            return Reject(status, {"message": str(fault.params["message"])})
+        code = int(fault.number("code", status))
+        reason = str(fault.params.get("reason", DEFAULT_REASONS.get(code, "error")))
+        return Reject(status, {"code": code, "reason": reason})
 
 
 DEFAULT_REASONS = {

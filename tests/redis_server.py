@@ -69,3 +69,13 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(10)
         self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would: no shutdown save; what survives is the append-only file.
+
+        ``start()`` afterwards brings it back on the same port and directory, replaying that file.
+        """
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None

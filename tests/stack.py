@@ -98,3 +98,44 @@ class Stack:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
         self.redis.stop()
+
+    # -- process faults (chaos runs; additive to the above) -------------------------------------------------
+
+    def wait_ready(self, timeout: float = 20.0) -> bool:
+        """Until ``/readyz`` answers 200 (web up, Redis reachable), at most ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return True
+            except requests.RequestException:
+                pass
+            if self.web is not None and self.web.poll() is not None:
+                return False
+            time.sleep(0.1)
+        return False
+
+    def restart_web(self, timeout: float = 20.0) -> None:
+        """SIGTERM the web process group (gunicorn finishes its requests), then start it again on the same port."""
+        if self.web is not None and self.web.poll() is None:
+            os.killpg(self.web.pid, signal.SIGTERM)
+            try:
+                self.web.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.web.pid, signal.SIGKILL)
+                self.web.wait()
+        self.web = self._spawn("web", "web.log")
+        if not self.wait_ready(timeout):
+            raise RuntimeError("web did not become ready after a restart:\n" + self.log("web.log"))
+
+    def kill_redis(self) -> None:
+        """``kill -9`` of redis-server: only what its append-only file holds survives."""
+        self.redis.kill()
+
+    def start_redis(self) -> None:
+        """Start redis-server again on the same port and directory; it replays its append-only file."""
+        self.redis.start()
+
+    def alive_workers(self) -> list[subprocess.Popen[bytes]]:
+        """The worker processes still running."""
+        return [worker for worker in self.workers if worker.poll() is None]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import logging
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -12,6 +16,9 @@ import requests
 from agora_emulator import FaultError, parse_cli_fault
 from tests.conftest import NCS_SECRET as RECEIVER_SECRET
 from tests.emulated import (
+    APP_ID,
+    CUSTOMER_ID,
+    CUSTOMER_SECRET,
     NCS_SECRET,
     Sink,
     begin,
@@ -25,13 +32,16 @@ from tests.emulated import (
 from tests.redis_server import free_port
 from webhook_service.signature import verify_signature
 from workers.agora import (
+    AcquireClientRequest,
     AcquireRequest,
     AgoraApiError,
     AgoraClient,
+    AgoraTransportError,
     Outcome,
     SnapshotConfig,
     StopRequest,
     StreamSubscribe,
+    Timeout,
     UidLists,
     UpdateClientRequest,
     UpdateRequest,
@@ -350,6 +360,8 @@ def test_command_line_emulator_serves_and_stops(sink: Sink) -> None:
         "0.02",
         "--fault",
         "backup",
+        "--fault",
+        "slow:endpoint=start,delay=3,times=1",
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -362,7 +374,11 @@ def test_command_line_emulator_serves_and_stops(sink: Sink) -> None:
             timeout=5,
         )
         assert answer.status_code == 200 and answer.json()["resourceId"]
-        assert control(url, "GET", "faults")["faults"][0]["kind"] == "backup"
+        faults = control(url, "GET", "faults")["faults"]
+        assert [(f["kind"], f.get("endpoint"), f.get("delay"), f["times"]) for f in faults] == [
+            ("backup", None, None, None),
+            ("slow", "start", 3, 1),
+        ]
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
@@ -393,3 +409,113 @@ def test_individual_snapshots_send_event_45(agora: AgoraClient, base: str, sink:
     assert all(
         n.startswith(f"tests/{sid}_room1__uid_s_1001__uid_e_video_") and n.endswith(".jpg") for n in names
     )
+
+
+def impatient(base: str) -> AgoraClient:
+    """The project's client with a read timeout far shorter than the slow faults below."""
+    return make_client(base, timeout=Timeout(connect=1, read=0.5))
+
+
+def test_slow_start_is_served_though_the_client_times_out(base: str, sink: Sink) -> None:
+    """A slow start creates the task (callbacks flow) while the client times out; the lock is free meanwhile,
+    and a retried start on the same resource ID answers 201/7 at once, as Agora does."""
+    control(base, "POST", "faults", {"kind": "slow", "endpoint": "start", "delay": 3, "times": 1})
+    client = impatient(base)
+    resource_id = client.acquire(
+        AcquireRequest(cname="room1", uid="527841", client_request=AcquireClientRequest(scene=0)), mode="mix"
+    ).resource_id
+    assert resource_id
+    sent = time.monotonic()
+    with pytest.raises(AgoraTransportError):
+        client.start(resource_id, "mix", start_body("mix"))
+    assert time.monotonic() - sent < 1.5
+    state = control(base, "GET", "state")
+    assert state["liveTasks"] == 1
+    (summary,) = state["tasks"]
+    assert summary["alive"] is True and summary["resourceId"] == resource_id
+    sid = summary["sid"]
+    wait_until(lambda: {30, 40} <= set(sink.event_types(sid)), timeout=2)
+    (logged,) = control(base, "GET", "requests?endpoint=start")["requests"]
+    assert (logged["status"], logged["answer"]["sid"], logged["slowSeconds"]) == (200, sid, 3)
+    with pytest.raises(AgoraApiError) as caught:
+        client.start(resource_id, "mix", start_body("mix"))  # the slow answer is still held back
+    assert time.monotonic() - sent < 2.5  # not queued behind the held-back answer
+    assert (caught.value.status, caught.value.code, caught.value.outcome) == (201, 7, Outcome.ALREADY_RUNNING)
+    assert control(base, "GET", "state")["liveTasks"] == 1
+
+
+def test_slow_stop_stops_the_task_though_the_client_times_out(
+    agora: AgoraClient, base: str, sink: Sink
+) -> None:
+    """A task's slow stop: the client times out, yet the task stopped; the retried stop says 49 at once."""
+    resource_id, sid = begin(agora, "mix")
+    wait_until(lambda: task(base, sid)["status"] == 5, timeout=5)
+    control(base, "POST", f"tasks/{sid}/faults", {"kind": "slow", "endpoint": "stop", "delay": 2, "times": 1})
+    client = impatient(base)
+    with pytest.raises(AgoraTransportError):
+        stop(client, resource_id, sid)
+    assert task(base, sid)["alive"] is False and control(base, "GET", "state")["liveTasks"] == 0
+    wait_until(lambda: {41, 31, 11} <= set(sink.event_types(sid)), timeout=2)
+    with pytest.raises(AgoraApiError) as caught:
+        stop(client, resource_id, sid)
+    assert caught.value.outcome is Outcome.ALREADY_STOPPED and caught.value.code == 49
+    assert [r.get("slowSeconds") for r in control(base, "GET", "requests?endpoint=stop")["requests"]] == [
+        2,
+        None,
+    ]
+
+
+def test_slow_fault_times_and_what_it_does_not_slow(base: str) -> None:
+    """``times`` is honoured (the next call is fast); calls the gateway refuses are answered at once and
+    leave the fault unused; bad slow specs are refused."""
+    control(base, "POST", "faults", {"kind": "slow", "endpoint": "*", "delay": 1.5, "times": 1})
+    url = f"{base}/v1/apps/{APP_ID}/cloud_recording/acquire"
+    body = {"cname": "room1", "uid": "527841", "clientRequest": {}}
+    sent = time.monotonic()
+    refused = requests.post(url, json=body, auth=(CUSTOMER_ID, "wrong"), timeout=0.5)
+    assert refused.status_code == 401 and time.monotonic() - sent < 0.5
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(url, json=body, auth=(CUSTOMER_ID, CUSTOMER_SECRET), timeout=0.5)
+    sent = time.monotonic()
+    fast = requests.post(url, json=body, auth=(CUSTOMER_ID, CUSTOMER_SECRET), timeout=0.5)
+    assert fast.status_code == 200 and fast.json()["resourceId"] and time.monotonic() - sent < 0.5
+    logged = control(base, "GET", "requests")["requests"]
+    assert [(r["status"], r.get("slowSeconds")) for r in logged] == [(401, None), (200, 1.5), (200, None)]
+    assert control(base, "GET", "faults")["faults"][0]["used"] == 1
+    for bad in ({"endpoint": "nowhere"}, {"delay": "soon"}, {"delay": -1}):
+        answer = requests.post(f"{base}/_emulator/faults", json={"kind": "slow", **bad}, timeout=5)
+        assert answer.status_code == 400, bad
+    fault = parse_cli_fault("slow:endpoint=start,delay=3,times=1")
+    assert (fault.kind, fault.params, fault.times) == ("slow", {"endpoint": "start", "delay": 3}, 1)
+
+
+def test_slow_answer_to_a_vanished_client_breaks_nothing(
+    base: str, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The caller resets the connection while its answer is held back: no traceback, the server goes on."""
+    control(base, "POST", "faults", {"kind": "slow", "endpoint": "acquire", "delay": 0.5, "times": 1})
+    payload = b'{"cname":"room1","uid":"527841","clientRequest":{}}'
+    credentials = base64.b64encode(f"{CUSTOMER_ID}:{CUSTOMER_SECRET}".encode()).decode()
+    head = (
+        f"POST /v1/apps/{APP_ID}/cloud_recording/acquire HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Basic {credentials}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    )
+    host, port = base.removeprefix("http://").split(":")
+    with caplog.at_level(logging.DEBUG):
+        connection = socket.create_connection((host, int(port)), timeout=2)
+        connection.sendall(head.encode() + payload)
+        wait_until(lambda: control(base, "GET", "requests")["requests"], timeout=2)
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.close()  # RST: writing the answer fails
+        time.sleep(0.8)
+        answer = requests.post(
+            f"{base}/v1/apps/{APP_ID}/cloud_recording/acquire",
+            data=payload,
+            headers={"Content-Type": "application/json"},
+            auth=(CUSTOMER_ID, CUSTOMER_SECRET),
+            timeout=2,
+        )
+    assert answer.status_code == 200
+    assert "Traceback" not in capfd.readouterr().err
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -15,7 +15,6 @@ from rq import Queue
 from webhook_service import create_app
 from workers import keys
 from workers.config import Settings
-from workers.recording_store import commands_key
 
 STORAGE_SECRET = "api-test-storage-secret"
 
@@ -55,7 +54,7 @@ def test_create_answers_202_and_queues_the_first_step(
     assert response.headers["Location"] == f"/v1/recordings/{body['id']}"
     assert body["config"]["storageConfig"] == {"vendor": 1, "region": 0, "bucket": "bucket"}
     jobs = Queue(keys.DEFAULT_QUEUE, connection=redis_client).jobs
-    assert [(j.func_name, j.args) for j in jobs] == [("workers.orchestrator.advance", (body["id"],))]
+    assert [(j.func_name, j.args) for j in jobs] == [("workers.jobs.advance_recording", (body["id"],))]
     stored = redis_client.get(keys.recording(body["id"]))
     assert stored is not None and STORAGE_SECRET.encode() in stored  # kept server-side to start sessions
 
@@ -199,7 +198,7 @@ def test_stop_update_layout_are_commands(
     assert client.post(f"/v1/recordings/{mix}/stop", headers=auth).status_code == 202  # idempotent
     late = client.post(f"/v1/recordings/{mix}/update", json=subscribe, headers=auth)
     assert late.status_code == 202  # the worker has not taken the stop yet; it drops changes after a stop
-    commands = [msgspec.json.decode(c) for c in redis_client.lrange(commands_key(mix), 0, -1)]
+    commands = [msgspec.json.decode(c) for c in redis_client.lrange(keys.recording_commands(mix), 0, -1)]
     assert [c["op"] for c in commands] == ["layout", "update", "stop", "stop", "update"]
     assert commands[0]["body"]["layoutConfig"][0] == {"x_axis": 0, "y_axis": 0, "width": 0.5, "height": 0.5}
 

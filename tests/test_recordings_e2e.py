@@ -328,20 +328,39 @@ def test_backed_up_upload(world: World) -> None:
     )
 
 
-@pytest.mark.parametrize(("status", "code"), [(400, 49), (404, 404)])
-def test_stop_answered_already_stopped(world: World, status: int, code: int) -> None:
-    """stop answered 49 or 404 means already stopped: the session ends without error; as no upload callback
-    follows (the emulated task was not really stopped), the files wait in ``uploading`` and get flagged stuck."""
-    created = world.create(cname=f"gone{code}")
+def test_stop_answered_49_leaves_the_upload_unconfirmed(world: World) -> None:
+    """stop answered 49 means already stopped: the session ends without error; as no upload callback follows
+    (the emulated task was not really stopped), after UPLOAD_STUCK_SECONDS the recording ends
+    ``upload_unconfirmed`` with the files in doubt, and says so in a notification."""
+    created = world.create(cname="gone49")
     world.wait(created["id"], lambda r: r["state"] == "recording" and r["files"])
-    reason = "invalid operation" if code == 49 else "failed to find worker"
-    fault(world, kind="answer", endpoint="stop", status=status, code=code, reason=reason, times=1)
+    fault(world, kind="answer", endpoint="stop", status=400, code=49, reason="invalid operation", times=1)
     world.api("POST", f"/v1/recordings/{created['id']}/stop")
-    done = world.wait_state(created["id"], "uploading", timeout=30)
-    assert agora_calls(world, created["id"], "stop")[0]["code"] == code
+    world.wait_state(created["id"], "uploading", "upload_unconfirmed", timeout=30)
+    assert agora_calls(world, created["id"], "stop")[0]["code"] == 49
+    done = world.wait_state(created["id"], "upload_unconfirmed", timeout=20)
     assert done["sessions"][0]["outcome"] == "stopped" and done["currentSession"] is None
-    stuck = world.wait(created["id"], lambda r: r["uploadStuck"], timeout=20)
-    assert stuck["state"] == "uploading" and all(f["status"] == "recorded" for f in stuck["files"])
+    assert done["uploadStuck"] and done["filesInDoubt"] == sorted(f["fileName"] for f in done["files"])
+    assert all(f["status"] == "recorded" for f in done["files"])
+    world.wait(
+        created["id"],
+        lambda r: "recording.upload_unconfirmed" in world.notification_types(r["id"]),
+        timeout=10,
+    )
+
+
+def test_stop_answered_404_is_retried_through_the_ha_window(world: World) -> None:
+    """stop answered 404 may be an HA migration (the task comes back): the stop is sent again until it is
+    answered or the 90 s window passed; here the second stop stops the task and the recording completes."""
+    created = world.create(cname="gone404")
+    world.wait(created["id"], lambda r: r["state"] == "recording" and r["files"])
+    fault(world, kind="answer", endpoint="stop", status=404, code=404, reason="failed to find worker", times=1)
+    world.api("POST", f"/v1/recordings/{created['id']}/stop")
+    done = world.wait_state(created["id"], "completed", timeout=30)
+    stops = agora_calls(world, created["id"], "stop")
+    assert [s.get("code") for s in stops] == [404, None] and stops[-1]["outcome"] == "ok"
+    task = control(world.agora, "GET", f"tasks/{done['sessions'][0]['sid']}")
+    assert task["exitReason"] == "stop"
 
 
 def test_stop_answered_435_nothing_recorded(world: World) -> None:

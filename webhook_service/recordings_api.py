@@ -1,11 +1,12 @@
 """The management API: ``/v1/recordings`` (bearer tokens from ``API_TOKENS``).
 
-The web process only validates, stores and queues; workers talk to Agora (``workers/orchestrator.py``).
+The web process only validates, stores and wakes; workers talk to Agora (``workers/recordings/``).
 Errors are ``{"error": {"code", "message", "field"}}``; a body that names a field always says which one.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +19,11 @@ from webhook_service.http_errors import error_response
 from webhook_service.services import get_services
 from workers.agora import AgoraRequestError
 from workers.agora.bodies import explain_validation_error
-from workers.recording_store import (
+from workers.recordings.machine import State
+from workers.recordings.model import Recording
+from workers.recordings.store import (
     MAX_LIST,
+    IdempotencyConflictError,
     RecordingSpec,
     check_change,
     create_recording,
@@ -28,7 +32,6 @@ from workers.recording_store import (
     send_command,
     timeline,
 )
-from workers.recordings import STATES, Recording
 from workers.session_store import read_session
 
 bp = Blueprint("recordings", __name__, url_prefix="/v1/recordings")
@@ -97,10 +100,13 @@ def create() -> Response:
             400, "invalid_request", "Idempotency-Key must be 1 to 200 characters", field="Idempotency-Key"
         )
     services = get_services()
+    scope = hashlib.sha256(request.headers.get("Authorization", "").encode()).hexdigest()
     try:
-        recording, created = create_recording(services.redis, services.settings, spec, key)
+        recording, created = create_recording(services.redis, services.settings, spec, key, scope)
     except AgoraRequestError as exc:
         return error_response(400, "invalid_request", exc.reason, field=exc.field)
+    except IdempotencyConflictError as exc:
+        return error_response(422, "idempotency_conflict", str(exc), field="Idempotency-Key")
     response = _accepted(recording)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
@@ -113,9 +119,10 @@ def create() -> Response:
 def list_all() -> Response:
     """Recordings, newest first: ``?state=&cname=&limit=&cursor=``."""
     state = request.args.get("state") or None
-    if state is not None and state not in STATES:
+    states = [s.value for s in State]
+    if state is not None and state not in states:
         return error_response(
-            400, "invalid_request", f"state must be one of {', '.join(STATES)}", field="state"
+            400, "invalid_request", f"state must be one of {', '.join(states)}", field="state"
         )
     try:
         limit = int(request.args.get("limit", 50))
@@ -209,6 +216,7 @@ def files(recording: Recording) -> Response:
             "state": recording.state,
             "files": public["files"],
             "backedUpFiles": public["backedUpFiles"],
-            "uploadStuck": recording.upload_stuck,
+            "uploadStuck": public["uploadStuck"],
+            "filesInDoubt": public["filesInDoubt"],
         }
     )

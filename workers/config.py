@@ -49,6 +49,7 @@ class Settings:
     storage_secret_key: str = field(default="", repr=False)
     storage_prefix: tuple[str, ...] = ()
     agora_rate_limit: int = 10
+    agora_read_timeout_seconds: float = 10.0
     recording_time_scale: float = 1.0
     upload_stuck_seconds: int = 3600
     notify_url: str = ""
@@ -87,6 +88,7 @@ class Settings:
             storage_secret_key=env.text("AGORA_STORAGE_SECRET_KEY"),
             storage_prefix=env.path_list("AGORA_STORAGE_PREFIX"),
             agora_rate_limit=env.integer("AGORA_RATE_LIMIT", 10, low=0, high=10_000),
+            agora_read_timeout_seconds=env.number("AGORA_READ_TIMEOUT_SECONDS", 10.0, low=0.1, high=15.0),
             recording_time_scale=env.number("RECORDING_TIME_SCALE", 1.0, low=0.001, high=100.0),
             upload_stuck_seconds=env.integer("UPLOAD_STUCK_SECONDS", 3600, low=10),
             notify_url=env.url("NOTIFY_URL", schemes=("http", "https")),

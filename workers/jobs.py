@@ -26,7 +26,8 @@ from workers.config import Settings, current_settings
 from workers.errors import EventError
 from workers.events import NcsEvent, parse_event
 from workers.inbox import backlogged_partitions, wake
-from workers.orchestrator import wake_recordings
+from workers.recordings.routing import Seen, wake_recordings
+from workers.recordings.runner import advance
 from workers.session_store import plan_updates, write_updates
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,11 @@ DRAIN_TIME_BUDGET_SECONDS = 20.0
 HELP_BUDGET_SECONDS = 2.0
 UNROUTED_MAXLEN = 10_000
 DEAD_LETTER_MAXLEN = 10_000
+
+
+def advance_recording(recording_id: str) -> str:
+    """One orchestration step for a recording (:mod:`workers.recordings.runner`)."""
+    return advance(recording_id)
 
 
 def drain_partition(partition: int) -> int:
@@ -143,7 +149,18 @@ def drain_batch(
                 continue  # another drain advanced the cursor: re-read from where it left off
         connection.xtrim(stream, minid=last_id, approximate=True)
         # Callbacks are hints for the orchestration: the recordings owning these sessions take a look.
-        wake_recordings(connection, [u.sid for u in updates if u.added])
+        wake_recordings(
+            connection,
+            [
+                Seen(
+                    sid=u.sid,
+                    cname=u.state.cname if u.state is not None else None,
+                    uids=frozenset(e.uid for e in u.added if e.uid),
+                )
+                for u in updates
+                if u.added
+            ],
+        )
         return len(entries)
 
 

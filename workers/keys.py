@@ -94,3 +94,27 @@ def recording_of_sid(sid: str) -> str:
 def idempotency(key: str) -> str:
     """The recording created for an ``Idempotency-Key``."""
     return f"{PREFIX}:idem:{key}"
+
+
+def recording_commands(recording_id: str) -> str:
+    """Commands from the API for a recording, oldest first (list of JSON objects)."""
+    return f"{PREFIX}:rec:{recording_id}:commands"
+
+
+def recording_queued(recording_id: str) -> str:
+    """Set while a step of the recording is queued and not yet started (wake-ups never stack)."""
+    return f"{PREFIX}:rec:{recording_id}:queued"
+
+
+def recording_found(recording_id: str) -> str:
+    """Sids seen in callbacks on the recording's channel with one of its uids (set)."""
+    return f"{PREFIX}:rec:{recording_id}:found"
+
+
+def channel_claim(cname: str, uid: str) -> str:
+    """Which recording uses a recorder uid on a channel (so a callback of an unknown sid finds its owner)."""
+    return f"{PREFIX}:claim:{cname}:{uid}"
+
+
+#: Sorted set: recording id -> when its one pending wake-up is due (ms). Every worker serves it.
+TIMERS = f"{PREFIX}:timers"

@@ -1,7 +1,7 @@
 """Outbound notifications to the app server (``NOTIFY_URL``), signed as Standard Webhooks.
 
 Types: ``recording.started``, ``recording.restarted``, ``recording.failed``, ``recording.completed``,
-``recording.backed_up``. Body ``{"type", "timestamp", "data": <the recording as the API shows it>}``.
+``recording.backed_up``, ``recording.upload_unconfirmed``. Body ``{"type", "timestamp", "data": <the recording as the API shows it>}``.
 Headers ``webhook-id`` (the same on every retry), ``webhook-timestamp`` (Unix seconds of the attempt) and
 ``webhook-signature`` = ``v1,`` + base64 HMAC-SHA256 over ``"<id>.<timestamp>.<body>"`` keyed with
 ``NOTIFY_SECRET`` (a ``whsec_``-prefixed secret is base64-decoded first, as the Standard Webhooks libraries do).

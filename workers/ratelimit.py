@@ -3,8 +3,11 @@
 Agora allows 10 requests per second per App ID by default (``agora-reference.md`` §2) and answers 429
 beyond. Every worker asks :func:`take` before each REST call; the Lua script keeps the send times of the
 last window in a sorted set and answers either "go" or how many milliseconds to wait. Redis's own clock is
-used, so workers on different machines share one notion of time. The window is slightly longer than a
-second (``MARGIN_MS``) so that requests sent exactly a second apart cannot arrive less than a second apart.
+used, so workers on different machines share one notion of time. The window is longer than a second by
+``MARGIN_MS``: a request is counted when its slot is taken, but Agora counts it when it arrives, and between
+the two lie the sender's own work, thread and process scheduling on a busy host, and the network. With a
+50 ms margin one fleet run in four got 429s during a burst of 300 stops; the margin must cover the worst
+take-to-arrival delay, not the typical one (measured in ``bench/README.md``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import redis
 
 from workers import keys
 
-MARGIN_MS = 50
+MARGIN_MS = 200
 
 TAKE_LUA = """
 local key, limit, window = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])

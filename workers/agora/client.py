@@ -77,6 +77,7 @@ class AgoraClient:
             hosts = HostPlan.single(settings.agora_api_base_url)
         else:
             hosts = HostPlan.for_region(settings.agora_region)
+        kwargs.setdefault("timeout", Timeout(read=settings.agora_read_timeout_seconds))
         return cls(
             app_id=settings.agora_app_id,
             customer_id=settings.agora_customer_id,
@@ -84,6 +85,12 @@ class AgoraClient:
             hosts=hosts,
             **kwargs,
         )
+
+    def worst_case_seconds(self) -> float:
+        """The longest one call can take: every host of the ladder timing out, with the pauses between."""
+        attempts = 1 + len(self.hosts.fallbacks) + len(self.hosts.dns_fallbacks)
+        pauses = sum(self.hosts.pause(i) for i in range(attempts - 1))
+        return attempts * (self.timeout.connect + self.timeout.read) + pauses
 
     @property
     def session(self) -> requests.Session:

@@ -1,20 +1,23 @@
-"""Creating recordings, handing them commands, listing them: what the web process may do to a recording.
+"""Recordings in Redis: creating them (idempotently), commands from the API, reads for the API, the lock,
+and the fenced save.
 
-The web never rewrites a recording a worker may be advancing: it creates new ones, and for existing ones it
-appends a command (stop, update, layout) to ``acr:rec:<id>:commands`` and queues ``advance``, which applies
-the commands under the recording's lock. So an API call and a worker never lose each other's changes.
+The web never rewrites a recording a worker may be advancing: it creates new ones (one atomic script: the
+``Idempotency-Key`` claim, the document, the indexes and the first timer), and for existing ones it appends a
+command (stop, update, layout) to ``acr:rec:<id>:commands`` and wakes the recording; the step applies the
+commands under the recording's lock and drops them in the same atomic save. A step saves only while it
+still holds the lock (:data:`SAVE_LUA` compares the lock's token in the same script that writes).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 import time
-from datetime import timedelta
 from typing import Any, cast
 
 import msgspec
 import redis
-from rq import Queue
 
 from workers import keys
 from workers.agora import (
@@ -26,15 +29,12 @@ from workers.agora import (
 )
 from workers.agora.bodies import MODES, Mode, check_cname, check_uid, storage_from_settings
 from workers.config import Settings
-from workers.recordings import Recording, decode, encode, new_id
+from workers.recordings.model import Recording, decode, encode, new_id
+from workers.recordings.timers import wake
 
 IDEMPOTENCY_TTL = 24 * 3600
 MAX_LIST = 200
-
-
-def commands_key(recording_id: str) -> str:
-    """Commands for a recording, oldest first (list of JSON objects)."""
-    return f"{keys.recording(recording_id)}:commands"
+MAX_DURATION_SECONDS = 30 * 24 * 3600
 
 
 class RecordingSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -71,8 +71,8 @@ def build_request(spec: RecordingSpec, settings: Settings) -> tuple[dict[str, An
     check_cname("cname", spec.cname, mode)
     if spec.uid is not None:
         check_uid("uid", spec.uid)
-    if spec.maxDurationSeconds is not None and spec.maxDurationSeconds < 1:
-        raise AgoraRequestError("maxDurationSeconds", "must be at least 1")
+    if spec.maxDurationSeconds is not None and not 1 <= spec.maxDurationSeconds <= MAX_DURATION_SECONDS:
+        raise AgoraRequestError("maxDurationSeconds", f"must be 1 to {MAX_DURATION_SECONDS} (30 days)")
     storage = spec.storage
     if storage is None:
         default = storage_from_settings(settings)
@@ -131,20 +131,57 @@ def build_request(spec: RecordingSpec, settings: Settings) -> tuple[dict[str, An
     return typed.to_json(), 1 if spec.mode == "web" else 0
 
 
+class IdempotencyConflictError(Exception):
+    """The ``Idempotency-Key`` was used before with another body."""
+
+    def __init__(self, recording_id: str) -> None:
+        super().__init__(f"this Idempotency-Key was used for another request (recording {recording_id})")
+        self.recording_id = recording_id
+
+
+# KEYS: idempotency key (or ""), document, timeline, listing index, active index, timers
+# ARGV: id, fingerprint, document, listing score, now ms, timeline entry, idempotency ttl
+# Answers {id, fingerprint}: ours when created, the first request's when the key was used before.
+CREATE_LUA = """
+if KEYS[1] ~= '' then
+  local held = redis.call('GET', KEYS[1])
+  if held then
+    local sep = string.find(held, ' ', 1, true)
+    return {string.sub(held, 1, sep - 1), string.sub(held, sep + 1)}
+  end
+  redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'EX', ARGV[7])
+end
+redis.call('SET', KEYS[2], ARGV[3])
+redis.call('RPUSH', KEYS[3], ARGV[6])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
+redis.call('ZADD', KEYS[6], ARGV[5], ARGV[1])
+return {ARGV[1], ARGV[2]}
+"""
+
+
+def fingerprint(spec: RecordingSpec) -> str:
+    """A stable digest of a request body (same body, same digest, whatever the key order)."""
+    canonical = json.dumps(msgspec.to_builtins(spec), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def idempotency_key(scope: str, key: str) -> str:
+    """The Redis key of an ``Idempotency-Key`` as used by one API token (keys never cross tokens)."""
+    return keys.idempotency(hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()[:40])
+
+
 def create_recording(
-    connection: redis.Redis, settings: Settings, spec: RecordingSpec, idempotency_key: str | None = None
+    connection: redis.Redis,
+    settings: Settings,
+    spec: RecordingSpec,
+    idempotency: str | None = None,
+    scope: str = "",
 ) -> tuple[Recording, bool]:
-    """Store a new recording and queue its first step; with an idempotency key already used, the old one."""
+    """Store a new recording and wake it, in one atomic step with the ``Idempotency-Key`` claim; with a key
+    used before for the same body, the first recording (False). IdempotencyConflictError for another body."""
     request, scene = build_request(spec, settings)
     recording_id = new_id()
-    if idempotency_key:
-        claimed = connection.set(keys.idempotency(idempotency_key), recording_id, nx=True, ex=IDEMPOTENCY_TTL)
-        if not claimed:
-            existing = connection.get(keys.idempotency(idempotency_key))
-            if isinstance(existing, bytes):
-                found = load(connection, existing.decode())
-                if found is not None:
-                    return found, False
     now = int(time.time() * 1000)
     recording = Recording(
         id=recording_id,
@@ -159,21 +196,43 @@ def create_recording(
         stop_at_ms=now + int(spec.maxDurationSeconds * 1000 * settings.recording_time_scale)
         if spec.maxDurationSeconds
         else None,
+        wake_at_ms=now,
     )
-    pipe = connection.pipeline(transaction=True)
-    pipe.set(keys.recording(recording_id), encode(recording))
-    pipe.zadd(keys.RECORDINGS_INDEX, {recording_id: now * 1000 + secrets.randbelow(1000)})
-    pipe.zadd(keys.ACTIVE_RECORDINGS, {recording_id: now})
-    pipe.rpush(
-        keys.recording_timeline(recording_id),
-        msgspec.json.encode(
-            {"ts": now, "kind": "api", "what": "created", "mode": spec.mode, "cname": spec.cname}
-        ),
+    digest = fingerprint(spec)
+    entry = {"ts": now, "kind": "api", "what": "created", "mode": spec.mode, "cname": spec.cname}
+    found_id, found_digest = (
+        item.decode() if isinstance(item, bytes) else str(item)
+        for item in cast(
+            list[bytes],
+            connection.register_script(CREATE_LUA)(
+                keys=[
+                    idempotency_key(scope, idempotency) if idempotency else "",
+                    keys.recording(recording_id),
+                    keys.recording_timeline(recording_id),
+                    keys.RECORDINGS_INDEX,
+                    keys.ACTIVE_RECORDINGS,
+                    keys.TIMERS,
+                ],
+                args=[
+                    recording_id,
+                    digest,
+                    encode(recording),
+                    now * 1000 + secrets.randbelow(1000),
+                    now,
+                    msgspec.json.encode(entry),
+                    IDEMPOTENCY_TTL,
+                ],
+            ),
+        )
     )
-    pipe.execute()
-    queue_advance(connection, recording_id)
-    if spec.maxDurationSeconds is not None:
-        queue_advance(connection, recording_id, spec.maxDurationSeconds * settings.recording_time_scale)
+    if found_id != recording_id:
+        if found_digest != digest:
+            raise IdempotencyConflictError(found_id)
+        existing = load(connection, found_id)
+        if existing is None:  # the first one expired with its retention: the key is spent
+            raise IdempotencyConflictError(found_id)
+        return existing, False
+    wake(connection, recording_id)
     return recording, True
 
 
@@ -184,15 +243,15 @@ def load(connection: redis.Redis, recording_id: str) -> Recording | None:
 
 
 def send_command(connection: redis.Redis, recording_id: str, command: dict[str, Any]) -> None:
-    """Append a command for the recording and queue ``advance`` to apply it."""
+    """Append a command for the recording and wake it to apply it."""
     pipe = connection.pipeline(transaction=True)
-    pipe.rpush(commands_key(recording_id), msgspec.json.encode(command))
+    pipe.rpush(keys.recording_commands(recording_id), msgspec.json.encode(command))
     pipe.rpush(
         keys.recording_timeline(recording_id),
         msgspec.json.encode({"ts": int(time.time() * 1000), "kind": "api", "what": command["op"]}),
     )
     pipe.execute()
-    queue_advance(connection, recording_id)
+    wake(connection, recording_id)
 
 
 def check_change(recording: Recording, kind: str, body: Any) -> dict[str, Any]:
@@ -216,15 +275,9 @@ def check_change(recording: Recording, kind: str, body: Any) -> dict[str, Any]:
 
 
 def peek_commands(connection: redis.Redis, recording_id: str) -> list[dict[str, Any]]:
-    """Every waiting command, oldest first, left in place until :func:`drop_commands` (after the save)."""
-    raw = cast(list[bytes], connection.lrange(commands_key(recording_id), 0, -1))
+    """Every waiting command, oldest first, left in place until the save that applied them drops them."""
+    raw = cast(list[bytes], connection.lrange(keys.recording_commands(recording_id), 0, -1))
     return [msgspec.json.decode(item) for item in raw]
-
-
-def drop_commands(connection: redis.Redis, recording_id: str, count: int) -> None:
-    """Remove the ``count`` oldest commands (applied and saved); newer ones stay for the next step."""
-    if count:
-        connection.ltrim(commands_key(recording_id), count, -1)
 
 
 def list_recordings(
@@ -267,16 +320,9 @@ def timeline(connection: redis.Redis, recording_id: str) -> list[dict[str, Any]]
     ]
 
 
-#: The orchestration job, by name: the orchestrator imports this module, so not the other way round.
-ADVANCE = "workers.orchestrator.advance"
-
-
-def queue_advance(connection: redis.Redis, recording_id: str, delay_seconds: float = 0.0) -> None:
-    """Queue one orchestration step for a recording, now or after ``delay_seconds`` (real seconds)."""
-    queue = Queue(keys.DEFAULT_QUEUE, connection=connection)
-    if delay_seconds < 0.01:
-        queue.enqueue(ADVANCE, recording_id, result_ttl=0, failure_ttl=86400)
-    else:
-        queue.enqueue_in(
-            timedelta(seconds=delay_seconds), ADVANCE, recording_id, result_ttl=0, failure_ttl=86400
-        )
+def trim_listing(connection: redis.Redis, retention_seconds: int, now_ms: int | None = None) -> int:
+    """Drop listing entries of recordings whose document expired (finished longer ago than the retention,
+    with a day's slack); returns how many."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    expired_before = (now_ms - retention_seconds * 1000 - 86_400_000) * 1000
+    return int(connection.zremrangebyscore(keys.RECORDINGS_INDEX, "-inf", expired_before))

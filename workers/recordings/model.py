@@ -1,19 +1,7 @@
 """Recordings: what the app server asked for, the Agora sessions it took, and the files it produced.
 
-States (``state``), each with its cause kept on the timeline:
-
-- ``pending``: accepted through the API, nothing asked of Agora yet;
-- ``starting``: acquire/start sent or a session is waiting to be confirmed by ``query`` (status 4/5);
-- ``recording``: Agora confirmed a running session;
-- ``stopping``: stop asked (by the app server or at ``maxDurationSeconds``), Agora's stop not answered yet;
-- ``uploading``: no session runs any more; some files are not yet reported uploaded;
-- ``completed``: every session ended and every file is uploaded (or nothing was recorded);
-- ``backed_up``: every session ended, but Agora holds some files in its backup (event 32 /
-  ``uploadingStatus: backuped``); it forwards them later. The files concerned are listed;
-- ``failed``: Agora refused the recording for good, or the retry/restart budget ran out (``reason`` says which).
-
-``completed``, ``backed_up`` and ``failed`` are terminal. ``desired`` is what the app server wants
-(``recording`` until stopped), the state is what is true; the orchestration moves one toward the other.
+The states, desired states and session outcomes are in :mod:`workers.recordings.machine`. A recording is
+stored as one JSON document (``acr:rec:<id>``); ``public()`` is what the API and notifications show.
 
 The file manifest is a pure, order-independent function of everything reported (callbacks 4, 31, 32, 45, 71
 and query/stop answers): each file keeps its best status (uploaded > backed_up > recorded).
@@ -28,30 +16,60 @@ import msgspec
 
 from workers.agora.bodies import Mode
 from workers.agora.responses import parse_files
+from workers.events import as_int
+from workers.recordings.machine import TERMINAL, Desired, SessionOutcome, State
 from workers.sessions import SessionState
 
-STATES = ("pending", "starting", "recording", "stopping", "uploading", "completed", "backed_up", "failed")
-TERMINAL = ("completed", "backed_up", "failed")
 FILE_RANK = {"recorded": 1, "backed_up": 2, "uploaded": 3}
 
 
 class AgoraSession(msgspec.Struct, kw_only=True):
-    """One acquire + start attempt, and what became of it."""
+    """One acquire + start attempt (one resourceId, one recorder uid), and what became of it.
+
+    ``start_sent`` counts start requests sent with this resourceId; ``ambiguous`` is True while a start may
+    have created a task whose sid we do not know (a timeout, a 5xx, 206/65, a step killed after sending it,
+    or 201/7 "already started" without a sid). Such a session is never given up before it is resolved.
+    """
 
     resource_id: str
     uid: str
     acquired_ms: int
     sid: str | None = None
+    start_sent: int = 0
+    start_in_flight: bool = False  # written before start is sent; cleared when its answer is saved
+    start_unresolved: bool = False  # a start answered ambiguously (timeout, 5xx, 65, 62)
+    sid_unknown: bool = False  # Agora said a task runs (7, or 53 after our own ambiguous start)
     started_ms: int | None = None
     confirmed_ms: int | None = None
     ended_ms: int | None = None
-    outcome: str | None = (
-        None  # running | stopped | exited | exited_abnormally | died | not_started | start_failed
-    )
+    outcome: SessionOutcome | None = None
     status: int | None = None  # last serverResponse.status seen
     failover_uid: str | None = None
     missing_since_ms: int | None = None  # first of a run of 404s
-    next_query_ms: int | None = None  # no query before this (callback wake-ups only absorb hints)
+    next_query_ms: int | None = None  # the next query is due then (every live session has one)
+    query_failures: int = 0
+    exit_seen_ms: int | None = None  # callbacks first said it ended normally (settle window starts)
+    stop_wanted: bool = False  # a stray or unconfirmed task to stop, although the recording goes on
+    retry_stop_at_ms: int | None = None
+    upload_status: str | None = None  # stop's uploadingStatus: uploaded | backed_up | None
+    adopted: bool = False  # its sid was learnt from callbacks, not from start's answer
+
+    @property
+    def ambiguous(self) -> bool:
+        """A start may have created a task whose sid we do not know."""
+        return self.sid is None and (self.start_in_flight or self.start_unresolved or self.sid_unknown)
+
+    @property
+    def live(self) -> bool:
+        """Not known to have ended."""
+        return self.ended_ms is None
+
+    def end(self, outcome: SessionOutcome, now: int) -> None:
+        """Mark it ended (once)."""
+        if self.ended_ms is None:
+            self.ended_ms, self.outcome = now, outcome
+            self.start_in_flight = self.start_unresolved = self.sid_unknown = False
+            self.next_query_ms = None
 
     def public(self) -> dict[str, Any]:
         """The API view."""
@@ -66,6 +84,7 @@ class AgoraSession(msgspec.Struct, kw_only=True):
             "endedMs": self.ended_ms,
             "outcome": self.outcome,
             "serviceStatus": self.status,
+            "adopted": self.adopted,
         }
 
 
@@ -105,9 +124,10 @@ class Recording(msgspec.Struct, kw_only=True):
     max_duration_seconds: int | None = None
     created_ms: int
     updated_ms: int
-    desired: str = "recording"
-    state: str = "pending"
+    desired: Desired = Desired.RECORDING
+    state: State = State.PENDING
     reason: str | None = None
+    fail_reason: str | None = None  # set when the recording must end failed once no task runs
     start_attempts: int = 0
     failures_in_row: int = 0
     restarts: int = 0
@@ -115,29 +135,45 @@ class Recording(msgspec.Struct, kw_only=True):
     retry_at_ms: int | None = None
     stop_at_ms: int | None = None
     ended_ms: int | None = None
+    stopped_ms: int | None = None  # when the stop was decided (API, max duration, normal end)
     sessions: list[AgoraSession] = msgspec.field(default_factory=list)
     files: dict[str, FileEntry] = msgspec.field(default_factory=dict)
+    files_in_doubt: list[str] = msgspec.field(default_factory=list)
     last_error: dict[str, Any] | None = None
     pending_changes: list[dict[str, Any]] = msgspec.field(default_factory=list)
     notified: list[str] = msgspec.field(default_factory=list)
-    upload_stuck: bool = False
     last_upload_change_ms: int | None = None
+    wake_at_ms: int | None = None  # the one pending timer (also in the timer index)
+    version: int = 0  # saves so far
 
     @property
     def current(self) -> AgoraSession | None:
-        """The newest session, if it has not ended."""
-        if self.sessions and self.sessions[-1].ended_ms is None:
-            return self.sessions[-1]
+        """The newest live session that is meant to record (not one being stopped as a stray)."""
+        for session in reversed(self.sessions):
+            if session.live and not session.stop_wanted:
+                return session
         return None
+
+    @property
+    def live_sessions(self) -> list[AgoraSession]:
+        """Every session not known to have ended (normally at most one)."""
+        return [s for s in self.sessions if s.live]
 
     @property
     def terminal(self) -> bool:
         """No more work will be done for it."""
         return self.state in TERMINAL
 
+    @property
+    def used_uids(self) -> set[str]:
+        """Every recorder uid this recording's sessions used (failover uids included)."""
+        uids = {s.uid for s in self.sessions}
+        return uids | {s.failover_uid for s in self.sessions if s.failover_uid}
+
     def public(self) -> dict[str, Any]:
         """The API view: never a storage key or a token."""
         files = sorted(self.files.values(), key=lambda f: (f.slice_start_time or 0, f.name))
+        current = self.current
         return {
             "id": self.id,
             "cname": self.cname,
@@ -153,12 +189,14 @@ class Recording(msgspec.Struct, kw_only=True):
             "endedMs": self.ended_ms,
             "maxDurationSeconds": self.max_duration_seconds,
             "stopAtMs": self.stop_at_ms,
-            "currentSession": self.current.public() if self.current else None,
+            "currentSession": current.public() if current else None,
             "sessions": [s.public() for s in self.sessions],
             "files": [f.public() for f in files],
             "backedUpFiles": [f.name for f in files if f.status == "backed_up"],
-            "uploadStuck": self.upload_stuck,
+            "filesInDoubt": list(self.files_in_doubt),
+            "uploadStuck": self.state == State.UPLOAD_UNCONFIRMED,
             "lastError": self.last_error,
+            "nextWakeMs": self.wake_at_ms,
             "config": public_config(self.request),
         }
 
@@ -238,7 +276,7 @@ def files_from_event(sid: str, event_type: int, details: dict[str, Any]) -> list
 NORMAL_WEB_STOP_CODES = (0, 1)  # 71: user stopped, max_recording_hour
 
 
-def ended_outcome(state: SessionState, events: list[dict[str, Any]]) -> str | None:
+def ended_outcome(state: SessionState, events: list[dict[str, Any]]) -> SessionOutcome | None:
     """How a session ended according to its callbacks: ``exited`` (normal: idle exit, web max hours),
     ``exited_abnormally`` (11 with exitStatus 1, web 71 with another code, 72), or None (still running).
 
@@ -246,11 +284,11 @@ def ended_outcome(state: SessionState, events: list[dict[str, Any]]) -> str | No
     for event in events:
         details = event.get("details") or {}
         if event["eventType"] == 72:
-            return "exited_abnormally"
-        if event["eventType"] == 71 and details.get("code") not in NORMAL_WEB_STOP_CODES:
-            return "exited_abnormally"
+            return SessionOutcome.EXITED_ABNORMALLY
+        if event["eventType"] == 71 and as_int(details.get("code")) not in NORMAL_WEB_STOP_CODES:
+            return SessionOutcome.EXITED_ABNORMALLY
     if state.exited:
-        return "exited_abnormally" if state.exit_status == 1 else "exited"
+        return SessionOutcome.EXITED_ABNORMALLY if state.exit_status == 1 else SessionOutcome.EXITED
     return None
 
 

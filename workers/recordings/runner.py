@@ -1,0 +1,370 @@
+"""One orchestration step of a recording: load, decide, act, save — fenced by the recording's lock.
+
+:func:`advance` is the RQ job (queued by :mod:`workers.recordings.timers`). A step:
+
+1. clears the recording's "queued" flag (a wake-up from now on queues the next step) and takes the lock, a
+   random token in ``acr:rec:<id>:lock`` with a TTL (:data:`~workers.recordings.timers.LOCK_TTL_MS`) longer
+   than the worst Agora call; if another step holds it, the timer is brought forward and this one ends;
+2. loads the recording, the API's commands and its sessions' callbacks (:class:`Evidence`), and lets
+   :class:`~workers.recordings.decide.Step` decide;
+3. for a call: extends the lock, takes a slot of the shared rate limit, saves the intent first when the call
+   may create or end a task (write-ahead), sends it, hands the answer to the step and saves again — so
+   resourceId and sid are stored the moment Agora returns them; then decides again (at most
+   :data:`~workers.recordings.timers.MAX_CALLS_PER_STEP` calls per job);
+4. every save is one script that writes only if the lock still holds this step's token: a step that lost its
+   lock (it outlived the TTL) writes nothing but a timeline entry.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import redis
+from rq import get_current_job
+
+from workers import keys
+from workers.agora import (
+    AcquireClientRequest,
+    AcquireRequest,
+    AgoraClient,
+    AgoraError,
+    StartClientRequest,
+    StartRequest,
+    StopRequest,
+    UpdateClientRequest,
+    UpdateLayoutClientRequest,
+    UpdateLayoutRequest,
+    UpdateRequest,
+    from_json_dict,
+)
+from workers.config import Settings, current_settings
+from workers.notify import queue_notification
+from workers.ratelimit import RateLimiter
+from workers.recordings.decide import (
+    Call,
+    Evidence,
+    Plan,
+    SessionFacts,
+    Step,
+    Timing,
+    error_of,
+    take_commands,
+)
+from workers.recordings.model import Recording, encode, ended_outcome, files_from_event
+from workers.recordings.store import load, peek_commands
+from workers.recordings.timers import (
+    LOCK_TTL_MS,
+    MAX_CALLS_PER_STEP,
+    WORST_CALL_SECONDS,
+    record_max,
+    soon,
+)
+from workers.session_store import SessionView, read_session
+
+log = logging.getLogger(__name__)
+
+TIMELINE_CAP = 2000
+BUSY_RETRY_MS = 2000
+RATE_LIMITED_RETRY_MS = 500
+
+# KEYS: lock, document, timeline, timers, active index, commands, then sid->recording keys, then claim keys
+# ARGV: token, document, id, wake at (-1: none), terminal (0/1), retention s, updated ms, commands to drop,
+#       timeline cap, number of sid keys, then the timeline entries
+SAVE_LUA = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local id, retention = ARGV[3], tonumber(ARGV[6])
+redis.call('SET', KEYS[2], ARGV[2])
+for i = 11, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+if #ARGV >= 11 then redis.call('LTRIM', KEYS[3], -tonumber(ARGV[9]), -1) end
+if tonumber(ARGV[4]) >= 0 then redis.call('ZADD', KEYS[4], ARGV[4], id) else redis.call('ZREM', KEYS[4], id) end
+if ARGV[5] == '1' then
+  redis.call('ZREM', KEYS[5], id)
+  redis.call('EXPIRE', KEYS[2], retention)
+  redis.call('EXPIRE', KEYS[3], retention)
+else
+  redis.call('ZADD', KEYS[5], ARGV[7], id)
+end
+if tonumber(ARGV[8]) > 0 then redis.call('LTRIM', KEYS[6], tonumber(ARGV[8]), -1) end
+for i = 7, #KEYS do redis.call('SET', KEYS[i], id, 'EX', retention) end
+return 1
+"""
+
+# KEYS: lock. ARGV: token, ttl ms. 1 when still held (and extended).
+EXTEND_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def wall_ms() -> int:
+    """Wall-clock milliseconds."""
+    return int(time.time() * 1000)
+
+
+def facts_of(view: SessionView) -> SessionFacts:
+    """What a session's stored callbacks say, for the decisions."""
+    state = view.state
+    uids = {u for u in (state.uid, state.failover_uid) if u}
+    uids |= {str(e["uid"]) for e in view.events if e.get("uid") is not None}
+    files = tuple(
+        entry
+        for event in view.events
+        for entry in files_from_event(state.sid, event["eventType"], event.get("details") or {})
+    )
+    return SessionFacts(
+        sid=state.sid,
+        uids=frozenset(uids),
+        failover_uid=state.failover_uid,
+        ended=ended_outcome(state, view.events),
+        upload=state.upload if state.upload in ("uploaded", "backed_up") else None,
+        files=files,
+    )
+
+
+class LostLockError(Exception):
+    """The step no longer holds the recording's lock: it must not write."""
+
+
+class Runner:
+    """What a step needs: Redis, settings, the Agora client, the shared rate limit and a clock."""
+
+    def __init__(
+        self,
+        connection: redis.Redis,
+        settings: Settings,
+        client: AgoraClient | Any | None = None,
+        clock: Callable[[], int] = wall_ms,
+    ) -> None:
+        self.redis = connection
+        self.settings = settings
+        self.client = client if client is not None else AgoraClient.from_settings(settings)
+        worst = getattr(self.client, "worst_case_seconds", None)
+        if worst is not None and worst() > WORST_CALL_SECONDS:
+            raise ValueError(f"one Agora call may take {worst():.0f} s, longer than the lock allows")
+        self.limiter = RateLimiter(connection, settings.agora_app_id, settings.agora_rate_limit)
+        self.clock = clock
+        self.timing = Timing(settings.recording_time_scale, float(settings.upload_stuck_seconds))
+        self._save = connection.register_script(SAVE_LUA)
+        self._extend = connection.register_script(EXTEND_LUA)
+        self._release = connection.register_script(RELEASE_LUA)
+
+    # -- the job -------------------------------------------------------------------------------------------
+
+    def advance(self, recording_id: str) -> str:
+        """One step for a recording; returns its state afterwards (or busy / unknown / lost_lock)."""
+        self.redis.delete(keys.recording_queued(recording_id))
+        token = secrets.token_hex(8)
+        lock = keys.recording_lock(recording_id)
+        if not self.redis.set(lock, token, nx=True, px=LOCK_TTL_MS):
+            # Another step runs: it may have read the evidence before what woke us; look again soon.
+            if self.redis.zscore(keys.TIMERS, recording_id) is not None:
+                soon(self.redis, recording_id, BUSY_RETRY_MS)
+            return "busy"
+        started = time.monotonic()
+        try:
+            return self._run(recording_id, token)
+        except LostLockError:
+            self.redis.rpush(
+                keys.recording_timeline(recording_id),
+                msgspec.json.encode(
+                    {"ts": self.clock(), "kind": "decision", "what": "lost the lock: nothing saved"}
+                ),
+            )
+            log.warning("step lost its lock", extra={"recording_id": recording_id})
+            return "lost_lock"
+        finally:
+            self._release(keys=[lock], args=[token])
+            record_max(self.redis, "step_max_ms", int((time.monotonic() - started) * 1000))
+
+    def _run(self, recording_id: str, token: str) -> str:
+        for calls in range(MAX_CALLS_PER_STEP + 1):
+            now = self.clock()
+            rec = load(self.redis, recording_id)
+            if rec is None:
+                self.redis.zrem(keys.TIMERS, recording_id)
+                return "unknown"
+            if calls == 0 and rec.wake_at_ms is not None and now >= rec.wake_at_ms:
+                record_max(self.redis, "timer_late_max_ms", now - rec.wake_at_ms)
+            commands = peek_commands(self.redis, recording_id)
+            notes = take_commands(rec, commands, now)
+            step = Step(rec, self.evidence(rec), now, self.timing)
+            plan = step.decide()
+            plan.notes[:0] = notes
+            call = plan.call
+            if call is None:
+                self.save(rec, plan, token, len(commands))
+                return rec.state
+            if calls == MAX_CALLS_PER_STEP:  # hand over to a fresh job; decide again there
+                plan.call, plan.wake_at = None, now
+                self.save(rec, plan, token, len(commands))
+                return rec.state
+            self._extend_lock(recording_id, token)
+            if not self.limiter.take():
+                plan.call, plan.wake_at = None, now + RATE_LIMITED_RETRY_MS
+                self.save(rec, plan, token, len(commands))
+                return rec.state
+            step.sending(call)
+            if plan.save_before:
+                self.save(rec, plan, token, len(commands), wake_at=now + self.timing.ms(10.0))
+                commands = []
+            answer, error = self.perform(rec, call)
+            step.now = self.clock()
+            step.absorb(call, answer, error)
+            self.save(rec, plan, token, len(commands), wake_at=step.now)
+        return "continued"
+
+    def _extend_lock(self, recording_id: str, token: str) -> None:
+        if not self._extend(keys=[keys.recording_lock(recording_id)], args=[token, LOCK_TTL_MS]):
+            raise LostLockError(recording_id)
+
+    # -- evidence ------------------------------------------------------------------------------------------
+
+    def evidence(self, rec: Recording) -> Evidence:
+        """The callbacks of the recording's sessions, and of tasks found on its channel and uids."""
+        found = {m.decode() for m in self.redis.smembers(keys.recording_found(rec.id))}  # type: ignore[union-attr]
+        known = {s.sid for s in rec.sessions if s.sid}
+        strays = sorted(found - known)
+        wanted = strays if rec.terminal else sorted(known) + strays
+        facts: dict[str, SessionFacts] = {}
+        for sid in wanted:
+            view = read_session(self.redis, sid)
+            if view is not None:
+                facts[sid] = facts_of(view)
+        return Evidence(sessions=facts, strays=tuple(s for s in strays if s in facts))
+
+    # -- acting --------------------------------------------------------------------------------------------
+
+    def perform(self, rec: Recording, call: Call) -> tuple[Any, AgoraError | None]:
+        """Make one Agora call; (answer, None) or (None, error)."""
+        try:
+            return self._send(rec, call), None
+        except Exception as exc:  # any failure of the call is an answer the decisions understand
+            return None, error_of(exc)
+
+    def _send(self, rec: Recording, call: Call) -> Any:
+        client = self.client
+        if call.endpoint == "acquire":
+            body = AcquireRequest(
+                cname=rec.cname, uid=str(call.uid), client_request=AcquireClientRequest(scene=rec.scene)
+            )
+            return client.acquire(body, mode=rec.mode)
+        session = rec.sessions[call.session]
+        uid = session.uid
+        if call.endpoint == "start":
+            request = from_json_dict(StartClientRequest, rec.request, "clientRequest")
+            return client.start(
+                session.resource_id, rec.mode, StartRequest(cname=rec.cname, uid=uid, client_request=request)
+            )
+        assert session.sid is not None
+        if call.endpoint == "query":
+            return client.query(session.resource_id, session.sid, rec.mode)
+        if call.endpoint == "stop":
+            return client.stop(
+                session.resource_id, session.sid, rec.mode, StopRequest(cname=rec.cname, uid=uid)
+            )
+        body_json = rec.pending_changes[0]["body"]
+        if call.endpoint == "updateLayout":
+            layout = from_json_dict(UpdateLayoutClientRequest, body_json, "clientRequest")
+            return client.update_layout(
+                session.resource_id,
+                session.sid,
+                UpdateLayoutRequest(cname=rec.cname, uid=uid, client_request=layout),
+            )
+        update = from_json_dict(UpdateClientRequest, body_json, "clientRequest")
+        return client.update(
+            session.resource_id,
+            session.sid,
+            rec.mode,
+            UpdateRequest(cname=rec.cname, uid=uid, client_request=update),
+        )
+
+    # -- saving --------------------------------------------------------------------------------------------
+
+    def save(
+        self,
+        rec: Recording,
+        plan: Plan,
+        token: str,
+        drop_commands: int,
+        *,
+        wake_at: int | None = None,
+    ) -> None:
+        """Write the recording, its timeline entries, its one timer, claims and sid ownership in one script,
+        only while this step holds the lock; then queue its notifications. What was written is taken out of
+        the plan (a plan that goes on after a write-ahead save does not write it twice)."""
+        rec.updated_ms = self.clock()
+        rec.version += 1
+        due = wake_at if wake_at is not None else plan.wake_at
+        if not rec.terminal and due is None:
+            due = rec.updated_ms + self.timing.ms(120.0)  # every live recording keeps a timer
+        if rec.terminal and not any(s.live and s.sid for s in rec.sessions):
+            due = None
+        rec.wake_at_ms = due
+        retention = self.settings.session_retention_seconds
+        sid_keys = [keys.recording_of_sid(sid) for sid in plan.owned_sids]
+        claim_keys = [keys.channel_claim(rec.cname, uid) for uid in plan.claims]
+        ok = self._save(
+            keys=[
+                keys.recording_lock(rec.id),
+                keys.recording(rec.id),
+                keys.recording_timeline(rec.id),
+                keys.TIMERS,
+                keys.ACTIVE_RECORDINGS,
+                keys.recording_commands(rec.id),
+                *sid_keys,
+                *claim_keys,
+            ],
+            args=[
+                token,
+                encode(rec),
+                rec.id,
+                -1 if due is None else due,
+                1 if rec.terminal else 0,
+                retention,
+                rec.updated_ms,
+                drop_commands,
+                TIMELINE_CAP,
+                len(sid_keys),
+                *(msgspec.json.encode(n) for n in plan.notes),
+            ],
+        )
+        if not ok:
+            raise LostLockError(rec.id)
+        for entry in plan.notes:
+            log.info("recording", extra={"recording_id": rec.id, "entry": entry})
+        plan.notes.clear()
+        plan.owned_sids.clear()
+        plan.claims.clear()
+        notifications, plan.notifications = plan.notifications, []
+        for kind in notifications:
+            self._notify(rec, kind)
+
+    def _notify(self, rec: Recording, kind: str) -> None:
+        if not self.settings.notify_url:
+            return
+        message_id = queue_notification(
+            self.redis, self.settings.notify_url, kind, rec.public(), self.settings.recording_time_scale
+        )
+        self.redis.rpush(
+            keys.recording_timeline(rec.id),
+            msgspec.json.encode(
+                {"ts": self.clock(), "kind": "notification", "type": kind, "webhookId": message_id}
+            ),
+        )
+
+
+def advance(recording_id: str) -> str:
+    """RQ job: one orchestration step for a recording (see the module docstring)."""
+    job = get_current_job()
+    settings = current_settings()
+    connection = job.connection if job is not None else redis.Redis.from_url(settings.redis_url)
+    return Runner(connection, settings).advance(recording_id)

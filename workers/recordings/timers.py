@@ -1,0 +1,131 @@
+"""Wake-ups: exactly one pending timer per recording, served by every worker, and wake-ups that never stack.
+
+RQ's own scheduler runs in one process that holds a lock; when that process is killed or loses Redis, delayed
+jobs wait until another worker takes the lock over (a minute or more). Recordings do not depend on it:
+
+* every non-terminal recording has exactly one entry in the :data:`~workers.keys.TIMERS` sorted set (its id,
+  scored with the due time in ms). Each step replaces it, in the same atomic save, with the time it next
+  needs a look (:mod:`workers.recordings.store`), so wake-ups never stack;
+* every worker claims due timers once a second (:func:`fire_due`): one script moves each due entry a lease
+  ahead (if the step never runs, the timer fires again) and sets the recording's "queued" flag; only when the
+  flag was not set is a step job queued. A step clears the flag first thing, so a wake-up while it runs
+  queues the next step;
+* callbacks and API commands wake a recording at once through the same flag (:func:`wake`).
+
+Times come from Redis (``TIME``), so workers on several machines agree on what is due.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import cast
+
+import redis
+from rq import Queue
+
+from workers import keys
+
+log = logging.getLogger(__name__)
+
+#: The step job, by the dotted name stored in Redis (``workers.jobs`` is the one module of job functions).
+ADVANCE = "workers.jobs.advance_recording"
+
+#: A claimed timer fires again after this long if its step never ran (job lost, worker killed).
+LEASE_MS = 60_000
+#: The "queued" flag expires after this long, so a lost job cannot silence a recording for good.
+QUEUED_TTL_MS = LEASE_MS
+CLAIM_BATCH = 200
+
+#: The longest one Agora call may take: ``AgoraClient.worst_case_seconds()`` with the longest read timeout
+#: the settings allow (5 hosts x (3.05 s + 15 s) + 16 s of pauses = 106 s); the runner refuses a client
+#: that could take longer.
+WORST_CALL_SECONDS = 110.0
+#: The recording lock outlasts the worst Agora call; it is extended before every call.
+LOCK_TTL_MS = 150_000
+#: The RQ job timeout of one step outlasts its worst case: MAX_CALLS_PER_STEP calls of at most
+#: WORST_CALL_SECONDS each, a second of rate-limit wait before each, and the Redis work around them.
+MAX_CALLS_PER_STEP = 4
+STEP_JOB_TIMEOUT = 600
+
+# KEYS: timers, stats. ARGV: limit, lease ms, queued-key prefix, queued-key suffix, queued ttl ms.
+# Answers the ids whose step must be queued now.
+CLAIM_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
+local out = {}
+local late = 0
+for i = 1, #due, 2 do
+  local id = due[i]
+  late = math.max(late, now - tonumber(due[i + 1]))
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id)
+  if redis.call('SET', ARGV[3] .. id .. ARGV[4], '1', 'NX', 'PX', tonumber(ARGV[5])) then
+    table.insert(out, id)
+  end
+end
+if #due > 0 then
+  redis.call('HINCRBY', KEYS[2], 'timers_fired', #due / 2)
+  local held = tonumber(redis.call('HGET', KEYS[2], 'timer_claim_late_max_ms') or '0')
+  if late > held then redis.call('HSET', KEYS[2], 'timer_claim_late_max_ms', late) end
+end
+return out
+"""
+
+# KEYS: stats. ARGV: field, value. Keeps the maximum.
+MAX_LUA = """
+local held = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > held then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 0
+"""
+
+
+def enqueue_step(connection: redis.Redis, recording_id: str) -> None:
+    """Queue one step job (callers hold the recording's "queued" flag)."""
+    Queue(keys.DEFAULT_QUEUE, connection=connection).enqueue(
+        ADVANCE, recording_id, job_timeout=STEP_JOB_TIMEOUT, result_ttl=0, failure_ttl=7 * 86400
+    )
+
+
+def wake(connection: redis.Redis, recording_id: str) -> bool:
+    """Queue a step for the recording now, unless one is queued already; True if one was queued."""
+    if not connection.set(keys.recording_queued(recording_id), 1, nx=True, px=QUEUED_TTL_MS):
+        return False
+    enqueue_step(connection, recording_id)
+    return True
+
+
+def fire_due(connection: redis.Redis, limit: int = CLAIM_BATCH) -> list[str]:
+    """Claim every due timer (up to ``limit``) and queue a step for each recording not queued already."""
+    prefix, _, suffix = keys.recording_queued("\0").partition("\0")
+    ids = cast(
+        list[bytes],
+        connection.register_script(CLAIM_LUA)(
+            keys=[keys.TIMERS, keys.STATS], args=[limit, LEASE_MS, prefix, suffix, QUEUED_TTL_MS]
+        ),
+    )
+    fired = [i.decode() for i in ids]
+    for recording_id in fired:
+        enqueue_step(connection, recording_id)
+    return fired
+
+
+def soon(connection: redis.Redis, recording_id: str, delay_ms: int) -> None:
+    """Bring the recording's timer forward to ``delay_ms`` from now (never later than it is)."""
+    seconds, micros = connection.time()
+    connection.zadd(keys.TIMERS, {recording_id: seconds * 1000 + micros // 1000 + delay_ms}, lt=True)
+
+
+def rearm_missing(connection: redis.Redis) -> list[str]:
+    """Give a timer (due now) to every active recording that has none (a safety net; normally empty)."""
+    missing = [m.decode() for m in cast(list[bytes], connection.zdiff([keys.ACTIVE_RECORDINGS, keys.TIMERS]))]
+    if missing:
+        seconds, micros = connection.time()
+        now = seconds * 1000 + micros // 1000
+        connection.zadd(keys.TIMERS, dict.fromkeys(missing, now), nx=True)
+        log.warning("recordings without a timer re-armed", extra={"count": len(missing)})
+    return missing
+
+
+def record_max(connection: redis.Redis, name: str, value: int) -> None:
+    """Keep the largest ``value`` seen under ``name`` in the stats hash (timer lateness, step duration)."""
+    connection.register_script(MAX_LUA)(keys=[keys.STATS], args=[name, value])
