@@ -143,6 +143,7 @@ def world(tmp_path: Path) -> Iterator[World]:
             "NOTIFY_URL": app_server.url,
             "NOTIFY_SECRET": NOTIFY_SECRET,
             "UPLOAD_STUCK_SECONDS": "60",
+            "AGORA_READ_TIMEOUT_SECONDS": "1",
         }
     )
     try:
@@ -354,7 +355,9 @@ def test_stop_answered_404_is_retried_through_the_ha_window(world: World) -> Non
     answered or the 90 s window passed; here the second stop stops the task and the recording completes."""
     created = world.create(cname="gone404")
     world.wait(created["id"], lambda r: r["state"] == "recording" and r["files"])
-    fault(world, kind="answer", endpoint="stop", status=404, code=404, reason="failed to find worker", times=1)
+    fault(
+        world, kind="answer", endpoint="stop", status=404, code=404, reason="failed to find worker", times=1
+    )
     world.api("POST", f"/v1/recordings/{created['id']}/stop")
     done = world.wait_state(created["id"], "completed", timeout=30)
     stops = agora_calls(world, created["id"], "stop")
@@ -476,3 +479,48 @@ def test_worker_killed_mid_recording(world: World) -> None:
     world.stack.start_worker()
     done = world.wait_state(created["id"], "completed", timeout=60)
     assert done["files"] and all(f["status"] == "uploaded" for f in done["files"])
+
+
+TERMINAL = ("completed", "backed_up", "upload_unconfirmed", "failed")
+
+
+def channel_tasks(world: World, cname: str) -> list[dict[str, Any]]:
+    return [t for t in control(world.agora, "GET", "state")["tasks"] if t["cname"] == cname]
+
+
+def test_slow_start_is_adopted_not_duplicated(world: World) -> None:
+    """Agora acts on start but answers after the client's read timeout (twice), and the task's first
+    callbacks are lost: the service asks again with the same resource and uid (201/7), never starts a second
+    task, learns the sid from the task's later callbacks and records with that one task."""
+    fault(world, kind="slow", endpoint="start", delay=3, times=2, cname="slow")
+    fault(world, kind="ncs", loss=1.0, cname="slow")
+    created = world.create(cname="slow")
+    world.wait(created["id"], lambda r: bool(channel_tasks(world, "slow")), timeout=20)
+    time.sleep(6)  # both slow answers timed out and were retried while no callback got through
+    assert len(channel_tasks(world, "slow")) == 1
+    control(world.agora, "DELETE", "faults")
+    recording = world.wait_state(created["id"], "recording", timeout=40)
+    (task,) = channel_tasks(world, "slow")
+    assert [s["sid"] for s in recording["sessions"]] == [task["sid"]] and recording["sessions"][0]["adopted"]
+    starts = [r["status"] for r in control(world.agora, "GET", "requests?endpoint=start")["requests"]]
+    assert starts[0] == 200 and set(starts[1:]) == {201}
+    world.api("POST", f"/v1/recordings/{created['id']}/stop")
+    world.wait_state(created["id"], "completed", timeout=30)
+    assert not any(t["alive"] for t in channel_tasks(world, "slow"))
+
+
+def test_stop_during_a_slow_start_leaves_no_task_running(world: World) -> None:
+    """A stop requested while the start's answer is still on its way: the task that start created is found
+    and stopped; no task is left running and every task created is one of the recording's sessions."""
+    fault(world, kind="slow", endpoint="start", delay=3, times=2, cname="slowstop")
+    created = world.create(cname="slowstop")
+    world.wait(created["id"], lambda r: bool(channel_tasks(world, "slowstop")), timeout=20)
+    world.api("POST", f"/v1/recordings/{created['id']}/stop")
+    done = world.wait(created["id"], lambda r: r["state"] in TERMINAL, timeout=40)
+    world.wait(
+        created["id"], lambda r: not any(t["alive"] for t in channel_tasks(world, "slowstop")), timeout=20
+    )
+    tasks = channel_tasks(world, "slowstop")
+    assert len(tasks) == 1
+    assert {t["sid"] for t in tasks} <= {s["sid"] for s in world.get(created["id"])["sessions"]}
+    assert done["state"] != "failed"
