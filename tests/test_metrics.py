@@ -38,6 +38,19 @@ def test_metrics_count_callbacks_and_queues(client: FlaskClient) -> None:
     assert values[("acr_inbox_entries", ())] == 1
 
 
+def test_metrics_show_timers_and_overdue_ones(client: FlaskClient, redis_client) -> None:
+    """Pending wake-ups, those overdue by more than 5 s, and the worst lateness recorded by the steps."""
+    seconds, _ = redis_client.time()
+    now = seconds * 1000
+    redis_client.zadd("acr:timers", {"rec_a": now + 60_000, "rec_b": now - 30_000, "rec_c": now - 1000})
+    redis_client.hset("acr:stats", mapping={"timer_late_max_ms": 2500, "step_max_ms": 1200})
+    values = samples(client.get("/metrics").get_data(as_text=True))
+    assert values[("acr_timers", ())] == 3
+    assert values[("acr_timers_overdue", ())] == 1
+    assert values[("acr_timer_late_max_seconds", ())] == 2.5
+    assert values[("acr_step_max_seconds", ())] == 1.2
+
+
 def test_metrics_without_redis(private_redis: RedisServer, settings: Settings) -> None:
     """Redis down: still 200, with acr_redis_up 0."""
     import dataclasses

@@ -21,6 +21,7 @@ from workers.notify import NOTIFY_QUEUE
 bp = Blueprint("metrics", __name__)
 
 QUEUES = (keys.NCS_QUEUE, keys.DEFAULT_QUEUE, NOTIFY_QUEUE)
+OVERDUE_AFTER_MS = 5000
 
 
 class RedisCollector(Collector):
@@ -37,9 +38,15 @@ class RedisCollector(Collector):
                 pipe.llen(f"rq:queue:{name}")
             for partition in range(keys.PARTITIONS):
                 pipe.xlen(keys.inbox(partition))
+            pipe.zcard(keys.TIMERS)
+            pipe.time()
             pipe.zcard(keys.RECORDINGS_INDEX)
             pipe.zcard(keys.ACTIVE_RECORDINGS)
             answers = pipe.execute()
+            seconds, micros = answers[-3]
+            overdue = self.connection.zcount(
+                keys.TIMERS, "-inf", seconds * 1000 + micros // 1000 - OVERDUE_AFTER_MS
+            )
         except redis.RedisError:
             yield GaugeMetricFamily("acr_redis_up", "1 when Redis answered this scrape", value=0)
             return
@@ -69,6 +76,25 @@ class RedisCollector(Collector):
         backlog = answers[1 + len(QUEUES) : 1 + len(QUEUES) + keys.PARTITIONS]
         yield GaugeMetricFamily(
             "acr_inbox_entries", "stored callbacks not yet trimmed from the inbox streams", value=sum(backlog)
+        )
+        yield GaugeMetricFamily("acr_timers", "recordings with a pending wake-up", value=answers[-4])
+        yield GaugeMetricFamily(
+            "acr_timers_overdue",
+            f"wake-ups due more than {OVERDUE_AFTER_MS // 1000} s ago and not yet claimed (should stay 0)",
+            value=overdue,
+        )
+        yield CounterMetricFamily(
+            "acr_timers_fired", "wake-ups claimed by the workers", value=stats.get("timers_fired", 0)
+        )
+        yield GaugeMetricFamily(
+            "acr_timer_late_max_seconds",
+            "the latest a recording's step ever ran after its wake-up was due",
+            value=stats.get("timer_late_max_ms", 0) / 1000,
+        )
+        yield GaugeMetricFamily(
+            "acr_step_max_seconds",
+            "the longest orchestration step so far (the lock outlasts it; see workers/recordings/timers.py)",
+            value=stats.get("step_max_ms", 0) / 1000,
         )
         yield GaugeMetricFamily(
             "acr_recordings", "recordings ever created (and not expired)", value=answers[-2]
