@@ -16,9 +16,12 @@ append-only file, a restart of the web process. Then every recording is stopped 
 The ledger (a table, then a JSON summary; exit code 1 when a check fails):
 
 1. every recording terminal, in the state its scenario makes right;
-2. recorded from shortly after creation until the stop: the union of the emulator's live tasks on the channel
-   covers [first task start, stop] with no gap over the 90 s HA window (210 s after a silent death or an exit
-   whose callbacks never arrived: only the next query, every 120 s, can see those);
+2. recorded from shortly after creation until the stop: the first task starts within 90 s of the creation,
+   and the union of the emulator's live tasks on the channel covers [first task start, stop] with no gap over
+   the 90 s HA window (210 s after a silent death or an exit whose callbacks never arrived: only the next
+   query, every 120 s, can see those). Both limits grow by the time the emulator's 10/s limit was saturated
+   (10/s is real time while the rest runs 20x faster, so 24 recordings queue up for Agora) and by the time
+   Redis was down; a recording that ends without any task of its own ever running fails;
 3. no task alive in the emulator once everything is terminal, no two live tasks at once on one channel;
 4. every callback the emulator got a 200 for is stored exactly once (``/v1/sessions/{sid}/events``);
 5. every file the emulator uploaded, when the upload result reached the service, is in the manifest as
@@ -32,6 +35,7 @@ Times in the ledger are emulated seconds unless marked ``real``.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import random
@@ -286,6 +290,7 @@ class Chaos(threading.Thread):
         self.done: list[dict[str, Any]] = []
         self.errors: list[str] = []
         self.redis_killed_at: float | None = None
+        self.redis_back_at: float | None = None
         self.cancel = threading.Event()
 
     def plan(self) -> list[tuple[float, str]]:
@@ -337,6 +342,7 @@ class Chaos(threading.Thread):
 
     def start_redis(self) -> str:
         self.stack.start_redis()
+        self.redis_back_at = time.time()
         return f"pid {self.stack.redis.process.pid if self.stack.redis.process else None} (AOF replayed)"
 
     def restart_web(self) -> str:
@@ -504,6 +510,8 @@ class Soak:
         requests_ = (calls or {}).get("requests", []) if isinstance(calls, dict) else []
         tasks = state.get("tasks", [])
         now_e = float(state.get("emulatedSeconds", emulator.emulated(time.time())))
+        for name, data in (("state", state), ("notifications", deliveries), ("requests", requests_)):
+            (self.directory / f"emulator-{name}.json").write_text(json.dumps(data, default=str))
         facts = Facts(emulator, tasks, deliveries, requests_, now_e)
         by_cname = {p.cname: p for p in self.plans}
 
@@ -525,11 +533,7 @@ class Soak:
         check("5_files_in_manifest", lambda r: self.check_files(r, facts))
         check(
             "6_no_429",
-            lambda r: (
-                [f"emulator refused {state.get('rateLimit', {}).get('limited')} requests with 429"]
-                if state.get("rateLimit", {}).get("limited", 0) != 0
-                else []
-            ),
+            lambda r: self.check_rate_limit(state, facts),
         )
         info = self.info(rows, facts, state)
         self.print_table(rows, facts)
@@ -537,6 +541,7 @@ class Soak:
             "seed": self.args.seed,
             "recordings": len(self.plans),
             "directory": str(self.directory),
+            "emulatorT0": emulator.t0,  # Unix time of emulated second 0 (for reading the emulator-*.json dumps)
             "wallSeconds": round(time.time() - self.started, 1),
             "ok": all(c["ok"] for c in checks.values()),
             "checks": checks,
@@ -560,6 +565,16 @@ class Soak:
                 print(f"          - {failure}")
             if len(result["failures"]) > 12:
                 print(f"          ... {len(result['failures']) - 12} more in ledger.json")
+        print(
+            f"\n== timers and calls ==\n  acr:stats timer_late_max_ms={info.get('timerLateMaxMs')} "
+            f"step_max_ms={info.get('stepMaxMs')}{'  ' + info['acrStats'] if 'acrStats' in info else ''}\n"
+            f"  Agora calls {info.get('agoraCalls')} (busiest second {(info.get('rateLimit') or {}).get('maxInOneSecond')}"
+            f"/{RATE_LIMIT}), unattributed {info.get('agoraCallsUnattributed')}\n"
+            f"  wall time {info.get('wallSeconds')} s; process faults: "
+            + ", ".join(f"{d['action']}@{d['at']:.0f}s" for d in (self.chaos.done if self.chaos else []))
+        )
+        for note in self.notes:
+            print(f"  note: {note}")
         print("\n== JSON summary ==")
         print(json.dumps(summary, indent=1, default=str))
         return 0 if summary["ok"] else 1
@@ -592,11 +607,16 @@ class Soak:
 
     def check_coverage(self, rows: dict[str, dict[str, Any]], facts: Facts) -> list[str]:
         failures = []
-        startup_limit = HA_WINDOW + (2 * len(self.plans) / RATE_LIMIT) / SCALE  # every acquire+start queued
         for plan in self.plans:
             row = rows[plan.cname]
             intervals = facts.intervals(plan)
-            row["tasks"] = len(intervals)
+            own = {s.sid for s in intervals} & set(self._sids(plan))
+            row["tasks"] = f"{len(own)}/{len(intervals)}"
+            if intervals and not own and plan.id is not None:
+                failures.append(
+                    f"{plan.cname} ({plan.scenario}): {(plan.final or {}).get('state')}, but none of the "
+                    f"{len(intervals)} task(s) that ran on its channel is among its sessions"
+                )
             if not intervals:
                 row.update(maxGap=None, startupLag=None)
                 if plan.id is not None:
@@ -609,24 +629,47 @@ class Soak:
             first = min(i.start for i in intervals)
             lag = first - created if created is not None else None
             row["startupLag"] = None if lag is None else round(lag, 1)
-            if lag is not None and lag > startup_limit:
-                failures.append(
-                    f"{plan.cname}: first task started {lag:.0f} s after creation (limit {startup_limit:.0f})"
-                )
+            stops = [
+                facts.at(c)
+                for c in facts.requests
+                if c.get("endpoint") == "stop" and facts.cname_of(c) == plan.cname and facts.at(c) >= stop - 1
+            ]
+            row["stopLag"] = round(min(stops) - stop, 1) if stops and plan.stop_at else None
+            if lag is not None and created is not None:
+                # The 10/s limit is real time while everything else runs 20x faster: seconds in which the
+                # emulator already got (nearly) 10 calls could not have carried this recording's calls.
+                startup_limit = HA_WINDOW + facts.saturated(created, first) + self.outage(created, first)
+                row["lagLimit"] = round(startup_limit)
+                if lag > startup_limit:
+                    failures.append(
+                        f"{plan.cname} ({plan.scenario}): first task started {lag:.0f} s after creation "
+                        f"(limit {startup_limit:.0f} = 90 + {startup_limit - HA_WINDOW:.0f} s of saturated rate limit "
+                        "or Redis down)"
+                    )
             worst, worst_limit, where = 0.0, HA_WINDOW, None
             for gap_start, gap_end, before in uncovered(intervals, first, stop):
                 limit = HA_WINDOW
                 if before is not None and facts.death_unannounced(before):
                     limit = HA_WINDOW + QUERY_EVERY
-                if gap_end - gap_start - limit > worst - worst_limit:
+                limit += facts.saturated(gap_start, gap_end) + self.outage(gap_start, gap_end)
+                if where is None or gap_end - gap_start - limit > worst - worst_limit:
                     worst, worst_limit, where = gap_end - gap_start, limit, (gap_start, gap_end)
-            row.update(maxGap=round(worst, 1), gapLimit=worst_limit)
+            row.update(maxGap=round(worst, 1), gapLimit=round(worst_limit))
             if worst > worst_limit and where is not None:
                 failures.append(
                     f"{plan.cname} ({plan.scenario}): not recorded for {worst:.0f} s "
-                    f"(t={where[0]:.0f}..{where[1]:.0f}, limit {worst_limit:.0f})"
+                    f"(+{where[0] - (created or 0):.0f}..+{where[1] - (created or 0):.0f} s after creation, "
+                    f"limit {worst_limit:.0f})"
                 )
         return failures
+
+    def outage(self, begin: float, end: float) -> float:
+        """Emulated seconds of [begin, end] during which Redis was down (nothing could be asked of Agora)."""
+        if self.chaos is None or self.chaos.redis_killed_at is None or self.emulator is None:
+            return 0.0
+        down = self.emulator.emulated(self.chaos.redis_killed_at)
+        up = self.emulator.emulated(self.chaos.redis_back_at or time.time())
+        return max(0.0, min(end, up) - max(begin, down))
 
     def check_orphans(
         self, rows: dict[str, dict[str, Any]], facts: Facts, by_cname: dict[str, Plan]
@@ -740,6 +783,20 @@ class Soak:
                                 f"{'backed_up' if plan.scenario == 'backup' else 'uploaded'}: {', '.join(wrong[:3])}")  # fmt: skip
         return failures
 
+    def check_rate_limit(self, state: dict[str, Any], facts: Facts) -> list[str]:
+        limited = (state.get("rateLimit") or {}).get("limited", 0)
+        if not limited:
+            return []
+        scripted = {p.cname for p in self.plans if p.scenario == "rate_429"}
+        begin = self.chaos.begin if self.chaos else self.started
+        assert self.emulator is not None
+        refused = [
+            f"{c.get('endpoint')} of {facts.cname_of(c) or '?'} at +{self.emulator.from_wall_ms(c['at']) - self.emulator.emulated(begin):.0f} s"
+            for c in facts.requests
+            if c.get("status") == 429 and facts.cname_of(c) not in scripted
+        ]
+        return [f"the emulator refused {limited} request(s) over {RATE_LIMIT}/s: " + "; ".join(refused[:6])]
+
     def info(self, rows: dict[str, dict[str, Any]], facts: Facts, state: dict[str, Any]) -> dict[str, Any]:
         info: dict[str, Any] = {"rateLimit": state.get("rateLimit")}
         try:
@@ -763,11 +820,12 @@ class Soak:
 
     def print_table(self, rows: dict[str, dict[str, Any]], facts: Facts) -> None:
         print(
-            "\n== chaos ledger ==  (times in emulated seconds; gap = longest stretch unrecorded / its limit)"
+            "\n== chaos ledger ==  (emulated seconds: lag = creation -> first task, stop→ = API stop -> Agora stop, "
+            "gap = longest unrecorded stretch / its limit)"
         )
         header = (
             f"{'#':>2} {'channel':<28} {'mode':<10} {'scenario':<16} {'state':<18} {'expected':<28} "
-            f"{'tasks':>5} {'lag':>5} {'gap/limit':>10} {'orph':>4} {'ovl':>3} {'cb del/miss/dup':>15} "
+            f"{'own/all':>7} {'lag/lim':>7} {'stop→':>6} {'gap/limit':>10} {'orph':>4} {'ovl':>3} {'cb del/miss/dup':>15} "
             f"{'files ok/req':>12}  calls"
         )
         print(header)
@@ -786,10 +844,16 @@ class Soak:
                 else f"{row['maxGap']:.0f}/{row.get('gapLimit', HA_WINDOW):.0f}"
             )
             scenario = plan.scenario + ("*" if plan.skipped else "")
+            lag = (
+                "-"
+                if row.get("startupLag") is None
+                else f"{row['startupLag']:.0f}/{row.get('lagLimit', '-')}"
+            )
             print(
                 f"{plan.index:>2} {plan.cname:<28} {plan.mode:<10} {scenario:<16} {str(row.get('state')):<18} "
-                f"{'/'.join(row.get('expected', [])):<28} {row.get('tasks', 0):>5} "
-                f"{'-' if row.get('startupLag') is None else format(row['startupLag'], '.0f'):>5} {gap:>10} "
+                f"{'/'.join(row.get('expected', [])):<28} {row.get('tasks', '0/0'):>7} "
+                f"{lag:>7} "
+                f"{'-' if row.get('stopLag') is None else format(row['stopLag'], '.0f'):>6} {gap:>10} "
                 f"{row.get('orphans', 0):>4} {row.get('overlaps', 0):>3} "
                 f"{callbacks.get('delivered', 0):>7}/{callbacks.get('missing', 0)}/{callbacks.get('doubled', 0):<3} "
                 f"{files.get('ok', 0):>6}/{files.get('required', 0):<5}  {call_text}"
@@ -816,6 +880,7 @@ def _alive(task: dict[str, Any]) -> bool:
 
 
 SID_IN_PATH = re.compile(r"/sid/([^/]+)/")
+RESOURCE_IN_PATH = re.compile(r"/resourceid/([^/]+)/")
 
 
 class Facts:
@@ -838,6 +903,10 @@ class Facts:
         self.notes_by_sid: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for delivery in deliveries:
             self.notes_by_sid[delivery.get("sid") or ""].append(delivery)
+        # every call but 404s: a service hammering a vanished session must not excuse its own gaps
+        self.stamps = sorted(
+            emulator.from_wall_ms(c["at"]) for c in requests_ if "at" in c and c.get("status") != 404
+        )
         self.calls_by_sid: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for call in requests_:
             sid = self._sid_of(call)
@@ -957,14 +1026,44 @@ class Facts:
                 return self.emulator.real_of_wall_ms(attempt["notifyMs"])
         return None
 
+    def at(self, call: dict[str, Any]) -> float:
+        """Emulated seconds at which the emulator served a call."""
+        return self.emulator.from_wall_ms(call["at"])
+
+    def saturated(self, begin: float, end: float) -> float:
+        """Emulated seconds of [begin, end] in which the emulator got >= 80% of the rate limit in calls other
+        than 404s (1-real-second bins): time in which the service's calls queued for the shared limit."""
+        width = 1.0 / SCALE
+        bins: Counter[int] = Counter()
+        for stamp in self.stamps:
+            if begin <= stamp < end:
+                bins[int((stamp - begin) // width)] += 1
+        return sum(width for count in bins.values() if count >= 0.8 * RATE_LIMIT)
+
+    def cname_of(self, call: dict[str, Any]) -> str | None:
+        """The channel of an Agora call: from its body (acquire, start, stop, ...) or its sid (query)."""
+        body = call.get("body")
+        cname = body.get("cname") if isinstance(body, dict) else None
+        if cname is None:
+            task = self.by_sid.get(self._sid_of(call) or "")
+            cname = task.get("cname") if task else None
+        if (
+            cname is None
+        ):  # refused before its body was read (429): the emulator's resource id names the channel
+            match = RESOURCE_IN_PATH.search(call.get("path") or "")
+            if match:
+                raw = match.group(1).rsplit("-", 1)[0]
+                try:
+                    token = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+                    cname = token.get("c") if isinstance(token, dict) else None
+                except ValueError:
+                    pass
+        return cname
+
     def calls_per_cname(self) -> dict[str | None, Counter[str]]:
         counts: dict[str | None, Counter[str]] = defaultdict(Counter)
         for call in self.requests:
-            body = call.get("body")
-            cname = body.get("cname") if isinstance(body, dict) else None
-            if cname is None:
-                task = self.by_sid.get(self._sid_of(call) or "")
-                cname = task.get("cname") if task else None
+            cname = self.cname_of(call)
             counts[cname][call.get("endpoint") or "unrouted"] += 1
             if call.get("status") not in (200, 201):
                 counts[cname]["errors"] += 1
@@ -1032,9 +1131,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log("interrupted: cleaning up")
         code = 130
-    except Exception:
+    except Exception as exc:
         traceback.print_exc()
-        log(f"the soak itself failed; logs in {soak.directory}")
+        stack_log = soak.stack.log("web.log")[-1500:] if soak.stack is not None else ""
+        print(f"\n== chaos ledger: NOT RUN ==\n{type(exc).__name__}: {str(exc)[:300]}\n{stack_log}")
+        print(
+            json.dumps({"seed": args.seed, "ok": False, "error": f"{type(exc).__name__}: {str(exc)[:500]}"})
+        )
+        log(f"the run could not complete (counted as a failure); logs in {soak.directory}")
+        code = 1
     finally:
         if soak.chaos is not None:
             soak.chaos.cancel.set()
