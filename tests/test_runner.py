@@ -266,3 +266,39 @@ def test_concurrent_creates_with_one_idempotency_key_make_one_recording(
     )
     assert other_token.status_code == 202 and other_token.json()["id"] != answers[0].json()["id"]
     assert redis_client.zcard(keys.RECORDINGS_INDEX) == 2
+
+
+def test_a_lock_left_by_a_dead_worker_is_taken_over_but_a_live_ones_is_not(
+    redis_client: redis.Redis, settings: Settings, base: str
+) -> None:
+    """A step finding the lock of a worker whose heartbeat expired (SIGKILLed) takes it over at once; the lock
+    of a live worker (heartbeat present) makes the step end as busy and bring the timer forward."""
+    recording_id = create(redis_client, settings, "takeover")
+    lock = keys.recording_lock(recording_id)
+    runner = Runner(redis_client, settings, make_client(base))
+    redis_client.set(lock, "t0|host:1:alive", px=150_000)
+    redis_client.set(keys.worker_alive("host:1:alive"), 1, px=5000)
+    redis_client.zadd(keys.TIMERS, {recording_id: 10**13})
+    assert runner.advance(recording_id) == "busy"
+    assert redis_client.get(lock) == b"t0|host:1:alive"
+    assert redis_client.zscore(keys.TIMERS, recording_id) < 10**13  # brought forward, not dropped
+    redis_client.set(lock, "t1|host:2:killed", px=150_000)  # no heartbeat: its process is gone
+    assert runner.advance(recording_id) in ("starting", "recording")
+    assert redis_client.get(lock) is None  # taken over, then released by the step
+
+
+def test_the_clients_own_retries_take_a_rate_limit_slot(redis_client: redis.Redis) -> None:
+    """A retry inside the client (after a transport error) asks the shared limit first; no slot, no retry."""
+    from workers.agora import AgoraTransportError, HostPlan
+
+    asked: list[int] = []
+    client = AgoraClient(
+        app_id=APP_ID,
+        customer_id=CUSTOMER_ID,
+        customer_secret=CUSTOMER_SECRET,
+        hosts=HostPlan.single("http://127.0.0.1:9", retries=3, backoff=(0.0,)),
+        before_retry=lambda: bool(asked.append(1)) or len(asked) < 2,
+    )
+    with pytest.raises(AgoraTransportError) as caught:
+        client.query("res", "sid", "mix")
+    assert len(asked) == 2 and len(caught.value.hosts) == 2

@@ -118,3 +118,8 @@ def channel_claim(cname: str, uid: str) -> str:
 
 #: Sorted set: recording id -> when its one pending wake-up is due (ms). Every worker serves it.
 TIMERS = f"{PREFIX}:timers"
+
+
+def worker_alive(holder: str) -> str:
+    """Present while a worker process lives (refreshed every second; see workers/recordings/liveness.py)."""
+    return f"{PREFIX}:alive:{holder}"

@@ -57,6 +57,7 @@ class AgoraClient:
         session: requests.Session | None = None,
         timeout: Timeout | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        before_retry: Callable[[], bool] | None = None,
     ) -> None:
         if not app_id:
             raise AgoraRequestError("appid", "an App ID is required")
@@ -66,6 +67,9 @@ class AgoraClient:
         self._session = session
         self.timeout = timeout or Timeout()
         self._sleep = sleep
+        #: Asked before each retry on another (or the same) host: False gives the call up (a shared rate
+        #: limit counts every request that reaches Agora, retries included).
+        self.before_retry = before_retry
 
     def __repr__(self) -> str:
         return f"AgoraClient(app_id={self.app_id!r}, hosts={self.hosts.primary!r})"
@@ -194,6 +198,12 @@ class AgoraClient:
                     ) from None
                 self._sleep(self.hosts.pause(retry_index))
                 retry_index += 1
+                if self.before_retry is not None and not self.before_retry():
+                    raise AgoraTransportError(
+                        f"no answer from {len(tried)} host(s): {type(exc).__name__}; no rate-limit slot to retry",
+                        endpoint=endpoint,
+                        hosts=tuple(tried),
+                    ) from None
                 continue
             return self._answer(endpoint, base, response, time.monotonic() - started)
         raise AgoraTransportError("no host to try", endpoint=endpoint, hosts=tuple(tried))  # pragma: no cover

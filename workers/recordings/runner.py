@@ -3,8 +3,10 @@
 :func:`advance` is the RQ job (queued by :mod:`workers.recordings.timers`). A step:
 
 1. clears the recording's "queued" flag (a wake-up from now on queues the next step) and takes the lock, a
-   random token in ``acr:rec:<id>:lock`` with a TTL (:data:`~workers.recordings.timers.LOCK_TTL_MS`) longer
-   than the worst Agora call; if another step holds it, the timer is brought forward and this one ends;
+   random token and this process's holder id in ``acr:rec:<id>:lock`` with a TTL
+   (:data:`~workers.recordings.timers.LOCK_TTL_MS`) longer than the worst Agora call; a lock whose holder
+   died is taken over (:mod:`workers.recordings.liveness`); if a live step holds it, the timer is brought
+   forward and this one ends;
 2. loads the recording, the API's commands and its sessions' callbacks (:class:`Evidence`), and lets
    :class:`~workers.recordings.decide.Step` decide;
 3. for a call: extends the lock, takes a slot of the shared rate limit, saves the intent first when the call
@@ -55,6 +57,7 @@ from workers.recordings.decide import (
     error_of,
     take_commands,
 )
+from workers.recordings.liveness import keep_alive, take_over_if_dead
 from workers.recordings.model import Recording, encode, ended_outcome, files_from_event
 from workers.recordings.store import load, peek_commands
 from workers.recordings.timers import (
@@ -151,6 +154,8 @@ class Runner:
         if worst is not None and worst() > WORST_CALL_SECONDS:
             raise ValueError(f"one Agora call may take {worst():.0f} s, longer than the lock allows")
         self.limiter = RateLimiter(connection, settings.agora_app_id, settings.agora_rate_limit)
+        if isinstance(self.client, AgoraClient) and self.client.before_retry is None:
+            self.client.before_retry = lambda: self.limiter.take(max_wait_seconds=2.0)
         self.clock = clock
         self.timing = Timing(settings.recording_time_scale, float(settings.upload_stuck_seconds))
         self._save = connection.register_script(SAVE_LUA)
@@ -162,9 +167,13 @@ class Runner:
     def advance(self, recording_id: str) -> str:
         """One step for a recording; returns its state afterwards (or busy / unknown / lost_lock)."""
         self.redis.delete(keys.recording_queued(recording_id))
-        token = secrets.token_hex(8)
+        token = f"{secrets.token_hex(8)}|{keep_alive(self.redis)}"
         lock = keys.recording_lock(recording_id)
-        if not self.redis.set(lock, token, nx=True, px=LOCK_TTL_MS):
+        taken = bool(self.redis.set(lock, token, nx=True, px=LOCK_TTL_MS))
+        if not taken and take_over_if_dead(self.redis, lock, token, LOCK_TTL_MS):
+            taken = True
+            log.warning("lock of a dead worker taken over", extra={"recording_id": recording_id})
+        if not taken:
             # Another step runs: it may have read the evidence before what woke us; look again soon.
             if self.redis.zscore(keys.TIMERS, recording_id) is not None:
                 soon(self.redis, recording_id, BUSY_RETRY_MS)

@@ -1,0 +1,94 @@
+"""Which worker processes are alive, so that a lock held by a killed one is taken over in seconds.
+
+A recording's lock outlasts the worst Agora call (minutes), as it must: a live step is never overtaken. But
+a worker SIGKILLed in the middle of a step leaves its lock behind, and waiting out its TTL would stall the
+recording's timers for minutes. So each worker process keeps a short-lived key
+(``acr:alive:<holder>``, :data:`ALIVE_TTL_MS`), refreshed every second by a daemon thread, and writes its
+holder id into every lock it takes (``<token>|<holder>``). A step that finds a lock whose holder's key has
+expired takes the lock over (compare-and-set on the whole value). Even if a holder were only paused, not
+dead, it could not write afterwards: every save compares the lock's value (fencing).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+
+import redis
+
+from workers import keys
+
+ALIVE_TTL_MS = 5000
+HEARTBEAT_SECONDS = 1.0
+
+# KEYS: lock. ARGV: expected value, new value, ttl ms. 1 when taken over.
+TAKE_OVER_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+_holder: tuple[int, str] | None = None
+_lock = threading.Lock()
+
+
+def holder_id() -> str:
+    """This process's id (a new one after fork)."""
+    global _holder
+    pid = os.getpid()
+    if _holder is None or _holder[0] != pid:
+        with _lock:
+            if _holder is None or _holder[0] != pid:
+                _holder = (pid, f"{socket.gethostname()}:{pid}:{secrets.token_hex(3)}")
+    return _holder[1]
+
+
+_beating: dict[int, threading.Thread] = {}
+
+
+def keep_alive(connection: redis.Redis) -> str:
+    """Start this process's heartbeat (once per process); returns its holder id."""
+    holder = holder_id()
+    pid = os.getpid()
+    with _lock:
+        if pid in _beating and _beating[pid].is_alive():
+            return holder
+        key = keys.worker_alive(holder)
+        pool_kwargs = connection.connection_pool.connection_kwargs
+        beat_connection = redis.Redis(connection_pool=redis.ConnectionPool(**pool_kwargs))
+
+        def beat() -> None:
+            stop = threading.Event()
+            while not stop.wait(HEARTBEAT_SECONDS):
+                try:
+                    beat_connection.set(key, 1, px=ALIVE_TTL_MS)
+                except redis.RedisError:
+                    pass  # Redis away: nobody can take locks over meanwhile either
+
+        connection.set(key, 1, px=ALIVE_TTL_MS)
+        thread = threading.Thread(target=beat, name="acr-alive", daemon=True)
+        thread.start()
+        _beating[pid] = thread
+    return holder
+
+
+def holder_of(value: bytes | str) -> str:
+    """The holder id written in a lock value."""
+    text = value.decode() if isinstance(value, bytes) else value
+    return text.partition("|")[2]
+
+
+def take_over_if_dead(connection: redis.Redis, lock: str, value: str, ttl_ms: int) -> bool:
+    """Take ``lock`` over (new value ``value``) if its holder's heartbeat has expired."""
+    held = connection.get(lock)
+    if held is None:
+        return bool(connection.set(lock, value, nx=True, px=ttl_ms))
+    holder = holder_of(held)
+    if holder and connection.exists(keys.worker_alive(holder)):
+        return False
+    script = connection.register_script(TAKE_OVER_LUA)
+    return bool(script(keys=[lock], args=[held, value, ttl_ms]))
