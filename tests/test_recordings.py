@@ -169,6 +169,9 @@ def test_finished_recordings_expire_and_leave_the_index(
     assert redis_client.zscore(keys.TIMERS, "rec_done") is None
     now = int(time.time() * 1000)
     old = (now - settings.session_retention_seconds * 1000 - 2 * 86_400_000) * 1000
-    redis_client.zadd(keys.RECORDINGS_INDEX, {"rec_ancient": old, "rec_recent": now * 1000})
+    redis_client.zadd(
+        keys.RECORDINGS_INDEX, {"rec_ancient": old, "rec_long_running": old + 1, "rec_recent": now * 1000}
+    )
+    redis_client.set(keys.recording("rec_long_running"), b"{}")  # created long ago, still there
     assert trim_listing(redis_client, settings.session_retention_seconds, now) == 1
-    assert redis_client.zrange(keys.RECORDINGS_INDEX, 0, -1) == [b"rec_recent"]
+    assert redis_client.zrange(keys.RECORDINGS_INDEX, 0, -1) == [b"rec_long_running", b"rec_recent"]

@@ -25,6 +25,7 @@ from redis.client import Pipeline
 from workers import keys
 from workers.events import NcsEvent, parse_event
 from workers.sessions import (
+    STATE_VERSION,
     SessionState,
     apply_event,
     decode_state,
@@ -160,3 +161,34 @@ def read_session(connection: redis.Redis, sid: str) -> SessionView | None:
         received, _, raw = cast(bytes, value).partition(b"\n")
         events.append(parse_event(raw, int(received)).to_dict())
     return SessionView(state=decode_state(raw_state), duplicates=int(duplicates or 0), events=events)
+
+
+def read_states(connection: redis.Redis, sids: Sequence[str]) -> dict[str, SessionState]:
+    """The reduced state of each known sid, in one round trip (what the orchestration reads every step: its
+    cost does not grow with the number of callbacks). A state written by an older release, without the
+    files and uids, is rebuilt once from the session's stored callbacks."""
+    if not sids:
+        return {}
+    pipe = connection.pipeline(transaction=False)
+    for sid in sids:
+        pipe.hget(keys.session(sid), "state")
+    states: dict[str, SessionState] = {}
+    for sid, raw in zip(sids, pipe.execute(), strict=True):
+        if raw is None:
+            continue
+        state = decode_state(raw)
+        if state.version != STATE_VERSION:
+            state = _rebuilt(connection, sid) or state
+        states[sid] = state
+    return states
+
+
+def _rebuilt(connection: redis.Redis, sid: str) -> SessionState | None:
+    members = cast(list[bytes], connection.zrange(keys.session_order(sid), 0, -1))
+    notice_ids = [notice_id_of(m.decode()) for m in members]
+    state: SessionState | None = None
+    for value in connection.hmget(keys.session_events(sid), notice_ids) if notice_ids else []:
+        if value is not None:
+            received, _, raw = cast(bytes, value).partition(b"\n")
+            state = apply_event(state, parse_event(raw, int(received)))
+    return state

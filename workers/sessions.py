@@ -7,6 +7,9 @@ as a function of the *set* of events seen, not of their arrival order:
   so a late event never moves the session backwards and any permutation ends in the same state;
 * ``session_exit`` (11) is sticky: once seen, the session is ``exited`` whatever arrives later;
 * upload results (31 uploaded, 32 backuped) are sticky over progress reports;
+* the files reported (:mod:`workers.files`), the recorder uids seen and whether a web recorder ended
+  abnormally (72, or 71 with a code other than 0/1) are merged into the state as they arrive, so reading what
+  a session says costs one read, not a parse of its whole timeline;
 * counts are not stored; they are derived from the timeline.
 
 Applying the same event twice gives the same state (the reducer is idempotent), which is what lets the
@@ -20,6 +23,7 @@ from typing import Any
 import msgspec
 
 from workers.events import NcsEvent, as_int
+from workers.files import FileEntry, files_from_event, merged
 
 #: (sequence, sendts, eventType, value): missing numbers are -1.
 OrderKey = tuple[int, int, int, str]
@@ -61,6 +65,11 @@ EVENT_STATUS_UPDATE = 3
 EVENT_ERROR = 1
 UPLOAD_BY_EVENT = {30: "uploading", 33: "uploading", 31: "uploaded", 32: "backed_up"}
 STICKY_UPLOADS = ("uploaded", "backed_up")
+EVENT_WEB_STOPPED = 71
+EVENT_WEB_CAPABILITY_LIMIT = 72
+NORMAL_WEB_STOP_CODES = (0, 1)  # 71: stopped by the user, maxRecordingHour reached
+#: States written before the files, uids and abnormal-end flag were kept have version 0.
+STATE_VERSION = 1
 
 
 class SessionState(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,6 +95,19 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True):
     error_key: OrderKey = NO_KEY
     first_sendts: int | None = None
     last_sendts: int | None = None
+    uids: tuple[str, ...] = ()  # every recorder uid the callbacks carried, sorted
+    abnormal_end: bool = False  # 72, or 71 with a code other than 0/1
+    files: dict[str, FileEntry] = msgspec.field(default_factory=dict)
+    version: int = 0
+
+    @property
+    def ended(self) -> str | None:
+        """``exited`` (a normal end), ``exited_abnormally``, or None while the callbacks say it runs."""
+        if self.abnormal_end:
+            return "exited_abnormally"
+        if self.exited:
+            return "exited_abnormally" if self.exit_status == 1 else "exited"
+        return None
 
     @property
     def recorder_uid(self) -> str | None:
@@ -178,6 +200,26 @@ def apply_event(state: SessionState | None, event: NcsEvent) -> SessionState:
         error = {k: event.details.get(k) for k in ("module", "errorLevel", "errorCode", "errorMsg")}
         if key := newer(_ENCODER.encode(error).decode(), current.error_key):
             changes.update(last_error=error, error_key=key)
+
+    if event.uid is not None and event.uid not in current.uids:
+        changes["uids"] = tuple(sorted({*current.uids, event.uid}))
+    web_code = as_int(event.details.get("code"))
+    if not current.abnormal_end and (
+        event.event_type == EVENT_WEB_CAPABILITY_LIMIT
+        or (event.event_type == EVENT_WEB_STOPPED and web_code not in NORMAL_WEB_STOP_CODES)
+    ):
+        changes["abnormal_end"] = True
+    reported = files_from_event(event.sid, event.event_type, event.details)
+    if reported:
+        files = dict(current.files)
+        for entry in reported:
+            better = merged(files.get(entry.name), entry)
+            if better != files.get(entry.name):
+                files[entry.name] = better
+        if files != current.files:
+            changes["files"] = files
+    if current.version != STATE_VERSION:
+        changes["version"] = STATE_VERSION
 
     if event.sendts is not None:
         if current.first_sendts is None or event.sendts < current.first_sendts:

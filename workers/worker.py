@@ -21,7 +21,7 @@ from rq.worker import SimpleWorker
 
 from workers.config import current_settings
 from workers.inbox import install_drain_templates, stale_partitions, wake
-from workers.recordings.store import trim_listing
+from workers.recordings.store import trim_listing, trim_sessions_index
 from workers.recordings.timers import fire_due, rearm_missing
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class RecordingWorker(SimpleWorker):
             self._survive_redis_loss("timer re-arm", rearm_missing, self.connection)
             retention = current_settings().session_retention_seconds
             self._survive_redis_loss("listing trim", trim_listing, self.connection, retention)
+            self._survive_redis_loss("sessions index trim", trim_sessions_index, self.connection, retention)
             self.revive_scheduler()
 
     def fire_timers(self) -> list[str]:

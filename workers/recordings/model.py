@@ -15,12 +15,12 @@ from typing import Any
 import msgspec
 
 from workers.agora.bodies import Mode
-from workers.agora.responses import parse_files
 from workers.events import as_int
+from workers.files import FileEntry as FileEntry
+from workers.files import files_from_event as files_from_event
+from workers.files import merge_file as merge_file
 from workers.recordings.machine import TERMINAL, Desired, SessionOutcome, State
 from workers.sessions import SessionState
-
-FILE_RANK = {"recorded": 1, "backed_up": 2, "uploaded": 3}
 
 
 class AgoraSession(msgspec.Struct, kw_only=True):
@@ -38,7 +38,7 @@ class AgoraSession(msgspec.Struct, kw_only=True):
     start_sent: int = 0
     start_in_flight: bool = False  # written before start is sent; cleared when its answer is saved
     start_unresolved: bool = False  # a start answered ambiguously (timeout, 5xx, 65, 62)
-    sid_unknown: bool = False  # Agora said a task runs (7, or 53 after our own ambiguous start)
+    sid_unknown: bool = False  # a task may run (7; 53 or a refusal after our ambiguous start)
     started_ms: int | None = None
     confirmed_ms: int | None = None
     ended_ms: int | None = None
@@ -53,6 +53,7 @@ class AgoraSession(msgspec.Struct, kw_only=True):
     retry_stop_at_ms: int | None = None
     upload_status: str | None = None  # stop's uploadingStatus: uploaded | backed_up | None
     adopted: bool = False  # its sid was learnt from callbacks, not from start's answer
+    given_up: bool = False  # ended without learning its task's sid: that task may still run (uid stays)
 
     @property
     def ambiguous(self) -> bool:
@@ -88,30 +89,6 @@ class AgoraSession(msgspec.Struct, kw_only=True):
         }
 
 
-class FileEntry(msgspec.Struct, kw_only=True):
-    """One file of the manifest."""
-
-    name: str
-    sid: str
-    status: str  # recorded | backed_up | uploaded
-    track_type: str | None = None
-    uid: str | None = None
-    slice_start_time: int | None = None
-    source: str = ""  # what last improved it: an event type or an API answer
-
-    def public(self) -> dict[str, Any]:
-        """The API view."""
-        return {
-            "fileName": self.name,
-            "sid": self.sid,
-            "status": self.status,
-            "trackType": self.track_type,
-            "uid": self.uid,
-            "sliceStartTime": self.slice_start_time,
-            "source": self.source,
-        }
-
-
 class Recording(msgspec.Struct, kw_only=True):
     """A recording as stored in Redis (``acr:rec:<id>``); ``public()`` is what the API shows."""
 
@@ -141,6 +118,8 @@ class Recording(msgspec.Struct, kw_only=True):
     files_in_doubt: list[str] = msgspec.field(default_factory=list)
     last_error: dict[str, Any] | None = None
     pending_changes: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    #: sids found in callbacks on our channel and uid that Agora said are of none of our resources (1003)
+    foreign_sids: list[str] = msgspec.field(default_factory=list)
     notified: list[str] = msgspec.field(default_factory=list)
     last_upload_change_ms: int | None = None
     wake_at_ms: int | None = None  # the one pending timer (also in the timer index)
@@ -222,55 +201,6 @@ def recorder_uid(base: str, index: int) -> str:
     """The recorder uid for the ``index``-th rotation (Agora: use another uid after repeated failures)."""
     value = (int(base) - 1 + index * 7919) % (2**32 - 1) + 1
     return str(value)
-
-
-def merge_file(files: dict[str, FileEntry], entry: FileEntry) -> bool:
-    """Add or improve a file (uploaded > backed_up > recorded); commutative; True if something changed."""
-    held = files.get(entry.name)
-    if held is None:
-        files[entry.name] = entry
-        return True
-    changed = False
-    held_rank, rank = FILE_RANK.get(held.status, 0), FILE_RANK.get(entry.status, 0)
-    if rank > held_rank or (rank == held_rank and entry.source < held.source):
-        changed = (held.status, held.source) != (entry.status, entry.source)
-        held.status, held.source = entry.status, entry.source
-    for name in (
-        "track_type",
-        "uid",
-        "slice_start_time",
-    ):  # the smallest value reported: order does not matter
-        values = [v for v in (getattr(held, name), getattr(entry, name)) if v is not None]
-        if values and min(values) != getattr(held, name):
-            setattr(held, name, min(values))
-            changed = True
-    return changed
-
-
-def files_from_event(sid: str, event_type: int, details: dict[str, Any]) -> list[FileEntry]:
-    """The files one callback reports (4 playlist, 31 uploaded, 32 backed up, 45 screenshot, 71 web files)."""
-    status = {31: "uploaded", 32: "backed_up"}.get(event_type, "recorded")
-    source = str(event_type)
-    if event_type == 4:
-        reported = parse_files(details.get("fileList"))
-    elif event_type == 45:
-        reported = parse_files([{"fileName": details.get("fileName")}])
-    elif event_type in (31, 32, 71):
-        reported = parse_files(details.get("fileList"))
-    else:
-        return []
-    return [
-        FileEntry(
-            name=f.file_name,
-            sid=sid,
-            status=status,
-            track_type=f.track_type,
-            uid=f.uid,
-            slice_start_time=f.slice_start_time,
-            source=source,
-        )
-        for f in reported
-    ]
 
 
 NORMAL_WEB_STOP_CODES = (0, 1)  # 71: user stopped, max_recording_hour

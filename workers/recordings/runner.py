@@ -23,7 +23,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import redis
@@ -58,7 +58,8 @@ from workers.recordings.decide import (
     take_commands,
 )
 from workers.recordings.liveness import keep_alive, take_over_if_dead
-from workers.recordings.model import Recording, encode, ended_outcome, files_from_event
+from workers.recordings.machine import SessionOutcome
+from workers.recordings.model import Recording, encode
 from workers.recordings.store import load, peek_commands
 from workers.recordings.timers import (
     LOCK_TTL_MS,
@@ -67,7 +68,8 @@ from workers.recordings.timers import (
     record_max,
     soon,
 )
-from workers.session_store import SessionView, read_session
+from workers.session_store import read_states
+from workers.sessions import SessionState
 
 log = logging.getLogger(__name__)
 
@@ -113,23 +115,16 @@ def wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-def facts_of(view: SessionView) -> SessionFacts:
-    """What a session's stored callbacks say, for the decisions."""
-    state = view.state
-    uids = {u for u in (state.uid, state.failover_uid) if u}
-    uids |= {str(e["uid"]) for e in view.events if e.get("uid") is not None}
-    files = tuple(
-        entry
-        for event in view.events
-        for entry in files_from_event(state.sid, event["eventType"], event.get("details") or {})
-    )
+def facts_of(state: SessionState) -> SessionFacts:
+    """What a session's callbacks say, for the decisions (from its reduced state: one read per session)."""
+    ended = state.ended
     return SessionFacts(
         sid=state.sid,
-        uids=frozenset(uids),
+        uids=frozenset(u for u in (*state.uids, state.uid, state.failover_uid) if u),
         failover_uid=state.failover_uid,
-        ended=ended_outcome(state, view.events),
+        ended=None if ended is None else SessionOutcome(ended),
         upload=state.upload if state.upload in ("uploaded", "backed_up") else None,
-        files=files,
+        files=tuple(state.files.values()),
     )
 
 
@@ -239,15 +234,11 @@ class Runner:
 
     def evidence(self, rec: Recording) -> Evidence:
         """The callbacks of the recording's sessions, and of tasks found on its channel and uids."""
-        found = {m.decode() for m in self.redis.smembers(keys.recording_found(rec.id))}  # type: ignore[union-attr]
+        found = {m.decode() for m in cast(set[bytes], self.redis.smembers(keys.recording_found(rec.id)))}
         known = {s.sid for s in rec.sessions if s.sid}
         strays = sorted(found - known)
         wanted = strays if rec.terminal else sorted(known) + strays
-        facts: dict[str, SessionFacts] = {}
-        for sid in wanted:
-            view = read_session(self.redis, sid)
-            if view is not None:
-                facts[sid] = facts_of(view)
+        facts = {sid: facts_of(state) for sid, state in read_states(self.redis, wanted).items()}
         return Evidence(sessions=facts, strays=tuple(s for s in strays if s in facts))
 
     # -- acting --------------------------------------------------------------------------------------------

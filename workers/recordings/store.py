@@ -320,9 +320,30 @@ def timeline(connection: redis.Redis, recording_id: str) -> list[dict[str, Any]]
     ]
 
 
-def trim_listing(connection: redis.Redis, retention_seconds: int, now_ms: int | None = None) -> int:
-    """Drop listing entries of recordings whose document expired (finished longer ago than the retention,
-    with a day's slack); returns how many."""
+def trim_listing(
+    connection: redis.Redis, retention_seconds: int, now_ms: int | None = None, batch: int = 200
+) -> int:
+    """Drop listing entries whose recording document expired (it expires ``retention_seconds`` after the
+    recording ended). Only entries older than the retention are looked at, and an entry goes only when its
+    document is gone: a recording running for longer than that stays listed. Returns how many went."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    expired_before = (now_ms - retention_seconds * 1000 - 86_400_000) * 1000
-    return int(connection.zremrangebyscore(keys.RECORDINGS_INDEX, "-inf", expired_before))
+    older_than = (now_ms - retention_seconds * 1000) * 1000
+    candidates = cast(
+        list[bytes], connection.zrangebyscore(keys.RECORDINGS_INDEX, "-inf", older_than, start=0, num=batch)
+    )
+    if not candidates:
+        return 0
+    pipe = connection.pipeline(transaction=False)
+    for member in candidates:
+        pipe.exists(keys.recording(member.decode()))
+    gone = [m for m, exists in zip(candidates, pipe.execute(), strict=True) if not exists]
+    if gone:
+        connection.zrem(keys.RECORDINGS_INDEX, *gone)
+    return len(gone)
+
+
+def trim_sessions_index(connection: redis.Redis, retention_seconds: int, now_ms: int | None = None) -> int:
+    """Drop sessions from ``acr:sessions`` whose last callback is older than the retention (their keys have
+    expired with it)."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return int(connection.zremrangebyscore(keys.SESSIONS_INDEX, "-inf", now_ms - retention_seconds * 1000))
