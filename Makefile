@@ -21,6 +21,7 @@ bench: deps system-redis system-wrk
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/worker.py
 	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/bounded.py
 
 # The chaos ledger: two dozen recordings under Agora and process faults, then an audit (a few minutes).
 soak: deps system-redis
