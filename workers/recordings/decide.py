@@ -13,9 +13,11 @@ retried with the **same** resourceId and the **same** uid until Agora says what 
 sid, 7 = a task runs on it, 433/1001 = no task), and its task is adopted when a callback names its sid. A
 recording uses one recorder uid at a time and moves to another only when no task of the old one can be
 alive; since Agora refuses a second task for the same channel and uid (53), a recording can never have two
-recorders. Tasks found in callbacks on our channel and uid that nobody asked for are stopped. Confirm with
-query 5 s after start with backoff; not running after 90 s = stop it and start another. 404 is tolerated for
-90 s (HA failover) before the session counts as gone. An abnormal end while recording is wanted restarts
+recorders. Tasks found in callbacks on our channel and uid that nobody asked for are stopped (nothing is
+started while such a stop waits for its retry; a task whose callbacks say it ended is never adopted, and a
+sid Agora says is of none of our resources is left alone). Confirm with query 5 s after start with backoff;
+not running after 90 s = stop it and start another. 404 is tolerated for 90 s (HA failover), watched without
+long gaps, before the session counts as gone. An abnormal end while recording is wanted restarts
 with a new uid; a normal end (idle exit, web maximum hours) ends the recording once no contradicting
 callback (72, 71 with an abnormal code) arrived within the settle window. Stop: 49 = already stopped, 404 is
 retried through the HA window, 435 = nothing recorded; ``uploadingStatus`` and 31/32 decide between
@@ -36,6 +38,9 @@ CONFIRM_BACKOFF = (5.0, 10.0, 15.0)
 START_WINDOW = 90.0
 MISSING_WINDOW = 90.0
 MISSING_RETRY = 10.0
+#: A run of 404s counts only while watched: an answer this much later than due (a lagging worker) starts it
+#: anew, since the task may have come back and migrated again unseen (timers fire about every 0.5 s).
+UNWATCHED_AFTER = 30.0
 POLL_EVERY = 120.0
 START_BACKOFF = (3.0, 6.0, 9.0)
 QUERY_BACKOFF = (5.0, 10.0, 15.0, 30.0)
@@ -135,6 +140,7 @@ class Step:
         self.now = now
         self.timing = timing
         self.plan = Plan()
+        self.holding = False  # a stray's stop is still to be retried: nothing may be started meanwhile
 
     # -- bookkeeping ---------------------------------------------------------------------------------------
 
@@ -170,13 +176,15 @@ class Step:
         if found.notification is None:
             return
         kind, key = found.notification, found.notification
-        if kind == "recording.started" and rec.restarts:
+        if kind == "recording.started" and rec.restarts and "recording.started" in rec.notified:
             kind, key = "recording.restarted", f"recording.restarted:{rec.restarts}"
         if key not in rec.notified:
             rec.notified.append(key)
             self.plan.notifications.append(kind)
 
     def _call(self, endpoint: str, session: int = -1, *, uid: str | None = None, ahead: bool = False) -> Plan:
+        if self.holding and endpoint in ("acquire", "start"):  # may create a task: after the stray's stop
+            return self.plan
         self.plan.call = Call(endpoint, session, uid)
         self.plan.save_before = ahead
         return self.plan
@@ -189,7 +197,10 @@ class Step:
         self._absorb_evidence()
         stray = next((i for i, s in enumerate(rec.sessions) if s.live and s.stop_wanted and s.sid), None)
         if stray is not None:  # never two tasks: what should not run is stopped before anything else
-            return self._stop(stray)
+            self._stop(stray)
+            if self.plan.call is not None:
+                return self.plan
+            self.holding = True  # its stop is retried later; the rest goes on, but nothing starts meanwhile
         if rec.terminal:
             return self.plan
         if rec.desired == Desired.RECORDING and rec.stop_at_ms is not None and self.now >= rec.stop_at_ms:
@@ -225,8 +236,10 @@ class Step:
         be the task of an ambiguous start, else stop it. Either way it becomes one of our sessions."""
         rec = self.rec
         facts = self.evidence.sessions.get(sid)
-        if facts is None or any(s.sid == sid for s in rec.sessions):
+        if facts is None or sid in rec.foreign_sids or any(s.sid == sid for s in rec.sessions):
             return
+        if facts.ended is not None:  # over already: nothing to stop, and it may be somebody else's (an
+            return  # ambiguous start of ours resolves by itself: 7 while its task lives, then 433)
         candidates = [s for s in reversed(rec.sessions) if s.sid is None and s.uid in facts.uids]
         if not candidates:
             self.decision("task of unknown origin on our uid: its resourceId is unknown", sid=sid)
@@ -238,9 +251,9 @@ class Step:
         session.next_query_ms = self.now
         self.plan.owned_sids.append(sid)
         if session.ended_ms is not None:  # given up on, yet it runs
-            session.ended_ms, session.outcome = None, None
+            session.ended_ms, session.outcome, session.given_up = None, None, False
         other = rec.current
-        wanted = rec.desired == Desired.RECORDING and (other is None or other is session)
+        wanted = not rec.terminal and rec.desired == Desired.RECORDING and (other is None or other is session)
         if not wanted:
             session.stop_wanted = True
         self.decision(
@@ -334,7 +347,8 @@ class Step:
         if rec.retry_at_ms is not None and self.now < rec.retry_at_ms:
             self.wake(rec.retry_at_ms)
             return self.plan
-        if session.start_in_flight:
+        if session.start_in_flight:  # the step that sent it died: it may have created a task
+            session.start_unresolved = True
             self.decision(
                 "a start was sent but its answer never saved: asking again", resourceId=session.resource_id
             )
@@ -349,6 +363,8 @@ class Step:
             self.decision("no callback named the task in time: given up on", resourceId=session.resource_id)
             self.rec.reason = "a task Agora reported running never showed its sid (no callback named it)"
             session.end(SessionOutcome.NOT_STARTED, self.now)
+            session.given_up = True
+            self.wake(self.now)  # decide again at once: another session, or the end
             return self.plan
         probe_at = (self.rec.retry_at_ms or since) + self.timing.ms(PROBE_EVERY)
         if self.now < probe_at:
@@ -379,15 +395,20 @@ class Step:
         live = rec.live_sessions
         if live and rec.state in (State.STARTING, State.RECORDING):
             self.transition(State.STOPPING, Cause.STOP_REQUESTED)
-        for session in live:
+        for session in live:  # the first call that is due; the others keep their wake-ups
             index = rec.sessions.index(session)
             if session.sid is not None:
-                return self._stop(index)
-            if session.sid_unknown:
-                return self._await_sid(index)
-            if session.ambiguous:  # find out: the same start again answers 7 if its task exists
-                return self._start(index)
-            session.end(SessionOutcome.NOT_STARTED, self.now)  # acquired only: no task
+                self._stop(index)
+            elif session.sid_unknown:
+                self._await_sid(index)
+            elif session.ambiguous:  # find out: the same start again answers 7 if its task exists
+                self._start(index)
+            else:
+                session.end(SessionOutcome.NOT_STARTED, self.now)  # acquired only: no task
+            if self.plan.call is not None:
+                return self.plan
+        if rec.live_sessions:  # each waits for its retry
+            return self.plan
         return self._finish()
 
     def _stop(self, index: int) -> Plan:
@@ -564,6 +585,10 @@ class Step:
             if session.ambiguous:  # an earlier attempt may have created a task: stop before failing
                 rec.fail_reason = f"Agora refused start: {reason}"
                 rec.desired, rec.stopped_ms = Desired.STOPPED, self.now
+                # Asking again gets the same refusal: wait for its callbacks, probing now and then (7 / 433).
+                session.start_unresolved, session.sid_unknown = False, True
+                session.started_ms = session.started_ms or self.now
+                rec.retry_at_ms = self.now
                 return
             session.end(SessionOutcome.START_FAILED, self.now)
             rec.reason = f"Agora refused start: {reason}"
@@ -577,7 +602,10 @@ class Step:
     def _rotate_if_advised(self) -> None:
         """After repeated failures Agora advises another uid; only when no task of the old one can live."""
         rec = self.rec
-        if rec.failures_in_row >= ROTATE_UID_AFTER and not any(s.live for s in rec.sessions):
+        uid = recorder_uid(rec.uid, rec.uid_index)
+        if rec.failures_in_row >= ROTATE_UID_AFTER and not any(
+            s.live or (s.given_up and s.uid == uid) for s in rec.sessions
+        ):  # a task given up on may run with this uid: keeping it, Agora's 53 keeps a second one out
             rec.uid_index += 1
             rec.failures_in_row = 0
             self.decision("another recorder uid after repeated failures")
@@ -624,13 +652,18 @@ class Step:
 
     def _missing(self, session: AgoraSession) -> None:
         """query answered 404: starting up, migrating (HA), or gone."""
-        if session.missing_since_ms is None:
+        if session.missing_since_ms is None or self._unobserved(session.next_query_ms):
             session.missing_since_ms = self.now
         if self.now - session.missing_since_ms < self.timing.ms(MISSING_WINDOW):
             session.next_query_ms = self.after(MISSING_RETRY)
             return
         self.decision("query answered 404 for 90 s: the session is gone", sid=session.sid)
         self._session_over(session, SessionOutcome.DIED)
+
+    def _unobserved(self, due: int | None) -> bool:
+        """This answer comes so long after it was due that the task may have come back (and migrated again)
+        unseen since the last 404: the run of 404s starts anew (a run counts only if it was watched)."""
+        return due is not None and self.now - due > self.timing.ms(UNWATCHED_AFTER)
 
     def _reassign(self, index: int) -> None:
         """An adopted sid that Agora says is not of this resource: try the next candidate of the same uid."""
@@ -643,8 +676,11 @@ class Step:
         if older:
             target = older[-1]
             target.sid, target.adopted, target.ended_ms, target.outcome = sid, True, None, None
-            target.next_query_ms = self.now
+            target.next_query_ms, target.stop_wanted = self.now, session.stop_wanted
             self.decision("adopted sid belongs to an older resource of the same uid", sid=sid)
+        elif sid is not None:  # of none of our resources: somebody else's task, never adopted again
+            rec.foreign_sids.append(sid)
+            self.decision("adopted sid belongs to none of our resources: left alone", sid=sid)
 
     def _stopped(self, index: int, answer: Any, error: AgoraError | None) -> None:
         rec = self.rec
@@ -666,10 +702,12 @@ class Step:
             session.end(SessionOutcome.STOPPED, self.now)
             return
         if error.outcome == Outcome.ALREADY_STOPPED:  # 404: gone, or migrating (HA) and coming back
-            if session.missing_since_ms is None:
+            if session.missing_since_ms is None or self._unobserved(session.retry_stop_at_ms):
                 session.missing_since_ms = self.now
             if self.now - session.missing_since_ms >= self.timing.ms(MISSING_WINDOW):
-                session.end(SessionOutcome.STOPPED, self.now)
+                # gone without a callback saying it ended (that would have ended it): it died silently
+                self.decision("stop answered 404 for 90 s: the session is gone", sid=session.sid)
+                session.end(SessionOutcome.DIED, self.now)
                 return
             session.retry_stop_at_ms = self.after(MISSING_RETRY)
             return

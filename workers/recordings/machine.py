@@ -59,7 +59,7 @@ class SessionOutcome(enum.StrEnum):
     STOPPED = "stopped"  # our stop was answered (200, 49, 404)
     EXITED = "exited"  # ended by itself, normally: idle exit, web maxRecordingHour
     EXITED_ABNORMALLY = "exited_abnormally"  # 11 with exitStatus 1, web 71 with another code, 72
-    DIED = "died"  # query answered 404 beyond the HA window
+    DIED = "died"  # query (or stop) answered 404 beyond the HA window, no callback saying it ended
     NOTHING_RECORDED = "nothing_recorded"  # stop answered 435
     NOT_STARTED = "not_started"  # no task came of it (start refused, resource spent, never confirmed)
     START_FAILED = "start_failed"  # Agora rejected the start for good
@@ -100,7 +100,8 @@ _FINISH = (
     (S.UPLOAD_UNCONFIRMED, C.UPLOAD_UNCONFIRMED, "recording.upload_unconfirmed"),
 )
 
-#: Every legal transition. ``recording.started`` becomes ``recording.restarted`` after a restart.
+#: Every legal transition. ``recording.started`` becomes ``recording.restarted`` after a restart (once the
+#: recording was announced as started).
 TRANSITIONS: tuple[Edge, ...] = (
     Edge(S.PENDING, S.STARTING, C.START_REQUESTED),
     Edge(S.PENDING, S.COMPLETED, C.STOPPED_BEFORE_START, "recording.completed"),
