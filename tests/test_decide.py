@@ -704,3 +704,33 @@ def test_no_callbacks_at_all_never_leads_to_a_second_task() -> None:
     agora.flow()  # the callbacks come after all: the task is adopted and stopped
     driver.run(lambda r: not driver.live_tasks(), within_ms=600 * S)
     assert driver.rec.sessions[0].sid == driver.calls("start")[0].sid
+
+
+def test_404s_answered_late_every_time_still_end_the_session_after_the_limit() -> None:
+    """When every answer comes later than the 'watched' threshold (a saturated rate limit), the run of 404s
+    keeps restarting, but after MISSING_LIMIT since the first 404 the session counts as gone anyway."""
+    from workers.agora import AgoraApiError, Outcome
+    from workers.recordings.decide import MISSING_LIMIT, Call, Evidence, Step, Timing
+    from workers.recordings.machine import SessionOutcome, State
+    from workers.recordings.model import AgoraSession, Recording
+
+    timing = Timing()
+    now = 1_000_000
+    rec = Recording(id="rec_x", cname="c", mode="mix", uid="5", request={}, created_ms=0, updated_ms=0)
+    rec.state = State.RECORDING
+    rec.sessions.append(
+        AgoraSession(resource_id="r", uid="5", acquired_ms=0, sid="s", started_ms=0, confirmed_ms=1)
+    )
+    not_found = AgoraApiError(
+        endpoint="query", status=404, code=404, reason="failed to find worker", request_id=None,
+        outcome=Outcome.NOT_FOUND,
+    )  # fmt: skip
+    session = rec.sessions[0]
+    first = None
+    while session.live:
+        due = session.next_query_ms or now
+        now = due + timing.ms(45)  # every answer 45 s late: never a watched run of 90 s
+        first = first or now
+        Step(rec, Evidence(), now, timing).absorb(Call("query", 0), None, not_found)
+        assert now - first <= timing.ms(MISSING_LIMIT + 55)
+    assert session.outcome == SessionOutcome.DIED and now - first >= timing.ms(MISSING_LIMIT)

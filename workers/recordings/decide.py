@@ -38,6 +38,9 @@ CONFIRM_BACKOFF = (5.0, 10.0, 15.0)
 START_WINDOW = 90.0
 MISSING_WINDOW = 90.0
 MISSING_RETRY = 10.0
+#: However late the answers come (a busy rate limit, lagging workers), 404s for this long mean gone: Agora
+#: documents at most 3 migrations of at most 90 s each.
+MISSING_LIMIT = 360.0
 #: A run of 404s counts only while watched: an answer this much later than due (a lagging worker) starts it
 #: anew, since the task may have come back and migrated again unseen (timers fire about every 0.5 s).
 UNWATCHED_AFTER = 30.0
@@ -223,7 +226,7 @@ class Step:
                 continue
             if facts.failover_uid and facts.failover_uid != session.failover_uid:
                 session.failover_uid = facts.failover_uid
-                session.missing_since_ms = None  # HA: 404s start counting anew
+                session.missing_since_ms = session.first_missing_ms = None  # HA: 404s count anew
                 self.note("callback", what="HA failover", sid=session.sid, newUid=facts.failover_uid)
             for entry in facts.files:
                 if merge_file(rec.files, entry):
@@ -624,7 +627,7 @@ class Step:
                 session.next_query_ms = self.after(self._backoff(QUERY_BACKOFF, session.query_failures))
             return
         report: RecordingReport = answer
-        session.missing_since_ms = None
+        session.missing_since_ms = session.first_missing_ms = None
         session.query_failures = 0
         session.status = report.status
         self._merge_report(session, report, "recorded", "query")
@@ -654,11 +657,19 @@ class Step:
         """query answered 404: starting up, migrating (HA), or gone."""
         if session.missing_since_ms is None or self._unobserved(session.next_query_ms):
             session.missing_since_ms = self.now
-        if self.now - session.missing_since_ms < self.timing.ms(MISSING_WINDOW):
+        if not self._gone(session):
             session.next_query_ms = self.after(MISSING_RETRY)
             return
         self.decision("query answered 404 for 90 s: the session is gone", sid=session.sid)
         self._session_over(session, SessionOutcome.DIED)
+
+    def _gone(self, session: AgoraSession) -> bool:
+        """404s for the HA window (watched), or for MISSING_LIMIT since the first of them, however watched."""
+        if session.first_missing_ms is None:
+            session.first_missing_ms = self.now
+        assert session.missing_since_ms is not None
+        watched = self.now - session.missing_since_ms >= self.timing.ms(MISSING_WINDOW)
+        return watched or self.now - session.first_missing_ms >= self.timing.ms(MISSING_LIMIT)
 
     def _unobserved(self, due: int | None) -> bool:
         """This answer comes so long after it was due that the task may have come back (and migrated again)
@@ -704,7 +715,7 @@ class Step:
         if error.outcome == Outcome.ALREADY_STOPPED:  # 404: gone, or migrating (HA) and coming back
             if session.missing_since_ms is None or self._unobserved(session.retry_stop_at_ms):
                 session.missing_since_ms = self.now
-            if self.now - session.missing_since_ms >= self.timing.ms(MISSING_WINDOW):
+            if self._gone(session):
                 # gone without a callback saying it ended (that would have ended it): it died silently
                 self.decision("stop answered 404 for 90 s: the session is gone", sid=session.sid)
                 session.end(SessionOutcome.DIED, self.now)
