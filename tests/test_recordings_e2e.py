@@ -524,3 +524,28 @@ def test_stop_during_a_slow_start_leaves_no_task_running(world: World) -> None:
     assert len(tasks) == 1
     assert {t["sid"] for t in tasks} <= {s["sid"] for s in world.get(created["id"])["sessions"]}
     assert done["state"] != "failed"
+
+
+def test_timers_keep_firing_after_redis_is_killed_and_the_worker_too(world: World) -> None:
+    """A recording waiting on timers (start answered 503, retried after backoff) survives `kill -9` of Redis
+    (restarted from its append-only file) and a SIGKILLed worker replaced by a new one: it starts recording,
+    and no timer fires more than a few seconds late (the service's own lateness figure)."""
+    fault(world, kind="answer", endpoint="start", status=503, code=503, times=3, cname="phoenix")
+    created = world.create(cname="phoenix")
+    world.wait(created["id"], lambda r: len(agora_calls(world, r["id"], "start")) >= 1, timeout=20)
+    world.stack.kill_redis()
+    time.sleep(1)
+    world.stack.start_redis()
+    world.stack.kill_worker(world.stack.workers[0])
+    world.stack.start_worker()
+    assert world.stack.wait_ready()
+    recording = world.wait_state(created["id"], "recording", timeout=40)
+    assert [s.get("status") for s in agora_calls(world, created["id"], "start")][-1] is None
+    assert recording["currentSession"]["outcome"] == "running"
+    import redis as redis_py
+
+    stats = redis_py.Redis.from_url(world.stack.redis.url).hgetall("acr:stats")
+    late_ms = int(stats.get(b"timer_late_max_ms", 0))
+    assert late_ms < 5000, late_ms
+    world.api("POST", f"/v1/recordings/{created['id']}/stop")
+    world.wait_state(created["id"], "completed", timeout=30)

@@ -302,3 +302,26 @@ def test_the_clients_own_retries_take_a_rate_limit_slot(redis_client: redis.Redi
     with pytest.raises(AgoraTransportError) as caught:
         client.query("res", "sid", "mix")
     assert len(asked) == 2 and len(caught.value.hosts) == 2
+
+
+def test_a_lock_the_step_could_not_release_is_released_once_redis_is_back(
+    redis_client: redis.Redis, settings: Settings, base: str
+) -> None:
+    """A step ending while Redis is away cannot release its lock, and its worker lives on (heartbeat), so
+    nobody would take it over: the worker keeps it and releases it at its next maintenance."""
+    from workers.recordings import runner as runner_module
+
+    recording_id = create(redis_client, settings, "unreleased")
+    runner = Runner(redis_client, settings, make_client(base))
+    real_release = runner._release
+
+    def redis_away(*args: Any, **kwargs: Any) -> Any:
+        raise redis.ConnectionError("gone")
+
+    runner._release = redis_away  # type: ignore[assignment]
+    runner.advance(recording_id)
+    lock = keys.recording_lock(recording_id)
+    assert redis_client.exists(lock) and runner_module.UNRELEASED
+    runner._release = real_release  # type: ignore[assignment]
+    assert runner_module.release_pending(redis_client) == 1
+    assert not redis_client.exists(lock) and not runner_module.UNRELEASED

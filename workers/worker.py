@@ -21,6 +21,7 @@ from rq.worker import SimpleWorker
 
 from workers.config import current_settings
 from workers.inbox import install_drain_templates, stale_partitions, wake
+from workers.recordings.runner import UNRELEASED, release_pending
 from workers.recordings.store import trim_listing, trim_sessions_index
 from workers.recordings.timers import fire_due, rearm_missing
 
@@ -57,6 +58,8 @@ class RecordingWorker(SimpleWorker):
         if super().should_run_maintenance_tasks:
             self._survive_redis_loss("maintenance", super().run_maintenance_tasks)
         if self._timers_due():
+            if UNRELEASED:
+                self._survive_redis_loss("lock release", release_pending, self.connection)
             self.fire_timers()
         if self._sweep_due():
             self.sweep_inbox()

@@ -129,6 +129,21 @@ def facts_of(state: SessionState) -> SessionFacts:
 
 
 class LostLockError(Exception):
+#: Locks this process could not release because Redis was unreachable (see :func:`release_pending`).
+UNRELEASED: list[tuple[str, str]] = []
+
+
+def release_pending(connection: redis.Redis) -> int:
+    """Release the locks left by steps that ended while Redis was away; returns how many were released."""
+    released = 0
+    while UNRELEASED:
+        lock, token = UNRELEASED[0]
+        connection.eval(RELEASE_LUA, 1, lock, token)
+        UNRELEASED.pop(0)
+        released += 1
+    return released
+
+
     """The step no longer holds the recording's lock: it must not write."""
 
 
@@ -186,8 +201,13 @@ class Runner:
             log.warning("step lost its lock", extra={"recording_id": recording_id})
             return "lost_lock"
         finally:
-            self._release(keys=[lock], args=[token])
-            record_max(self.redis, "step_max_ms", int((time.monotonic() - started) * 1000))
+            try:
+                self._release(keys=[lock], args=[token])
+                record_max(self.redis, "step_max_ms", int((time.monotonic() - started) * 1000))
+            except redis.RedisError:
+                # Redis went away during the step: this process lives on (its heartbeat will say so), so
+                # nobody would take the lock over; the worker releases it once Redis is back.
+                UNRELEASED.append((lock, token))
 
     def _run(self, recording_id: str, token: str) -> str:
         for calls in range(MAX_CALLS_PER_STEP + 1):
