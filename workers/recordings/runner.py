@@ -128,7 +128,6 @@ def facts_of(state: SessionState) -> SessionFacts:
     )
 
 
-class LostLockError(Exception):
 #: Locks this process could not release because Redis was unreachable (see :func:`release_pending`).
 UNRELEASED: list[tuple[str, str]] = []
 
@@ -144,6 +143,7 @@ def release_pending(connection: redis.Redis) -> int:
     return released
 
 
+class LostLockError(Exception):
     """The step no longer holds the recording's lock: it must not write."""
 
 
