@@ -50,7 +50,7 @@ def body(n: int) -> bytes:
 def main() -> int:
     stack = Stack(
         Path(tempfile.mkdtemp(prefix="acr-bench-latency-")),
-        {"AGORA_NCS_SECRETS": SECRET, "API_TOKENS": "x", "LOG_LEVEL": "WARNING"},
+        {"AGORA_NCS_SECRETS": SECRET, "API_TOKENS": "latency-api-token-0123456789", "LOG_LEVEL": "WARNING"},
     )
     stack.start()
     store = redis.Redis.from_url(stack.redis.url)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from workers.config import Settings
 from workers.errors import ConfigError
 
-BASE = {"REDIS_URL": "redis://:hunter2@127.0.0.1:6379/0", "AGORA_NCS_SECRETS": "s1, s2 ,", "API_TOKENS": "t1"}
+TOKEN = "t1-0123456789abcdef"  # production tokens have at least 16 characters
+BASE = {"REDIS_URL": "redis://:hunter2@127.0.0.1:6379/0", "AGORA_NCS_SECRETS": "s1, s2 ", "API_TOKENS": TOKEN}
+WHSEC = "whsec_" + base64.b64encode(b"sixteen-byte-key").decode()
 
 
 def test_reads_and_converts_every_field() -> None:
@@ -22,7 +26,7 @@ def test_reads_and_converts_every_field() -> None:
         }
     )
     assert settings.ncs_secrets == ("s1", "s2")
-    assert settings.api_tokens == ("t1",)
+    assert settings.api_tokens == (TOKEN,)
     assert settings.port == 9000
     assert settings.agora_region == "eu"
     assert settings.storage_prefix == ("a1", "b2")
@@ -45,12 +49,63 @@ def test_reads_and_converts_every_field() -> None:
         ({"NOTIFY_URL": "https://app.example/hook"}, "NOTIFY_SECRET"),
         ({"AGORA_API_BASE_URL": "ftp://x"}, "AGORA_API_BASE_URL"),
         ({"NCS_MAX_BODY_BYTES": "10"}, "NCS_MAX_BODY_BYTES"),
+        # secret-shaped settings (issue 10)
+        ({"NOTIFY_URL": "https://app.example/hook", "NOTIFY_SECRET": "whsec_abc"}, "NOTIFY_SECRET"),
+        ({"NOTIFY_SECRET": "whsec_abc"}, "NOTIFY_SECRET"),
+        ({"NOTIFY_SECRET": "whsec_" + base64.b64encode(b"15-byte-secret!").decode()}, "NOTIFY_SECRET"),
+        ({"NOTIFY_SECRET": "whsec_" + base64.b64encode(b"sixteen-byte-key").decode() + "!"}, "NOTIFY_SECRET"),
+        ({"NOTIFY_SECRET": "too-short"}, "NOTIFY_SECRET"),
+        ({"NOTIFY_SECRET": "sixteen chars ok"}, "NOTIFY_SECRET"),
+        ({"AGORA_NCS_SECRETS": "new,,old"}, "AGORA_NCS_SECRETS"),
+        ({"AGORA_NCS_SECRETS": ",old"}, "AGORA_NCS_SECRETS"),
+        ({"AGORA_NCS_SECRETS": "new secret"}, "AGORA_NCS_SECRETS"),
+        ({"AGORA_NCS_SECRETS": "dev-ncs-secret"}, "AGORA_NCS_SECRETS"),
+        ({"API_TOKENS": "dev-token"}, "API_TOKENS"),
+        ({"API_TOKENS": f"{TOKEN},short"}, "API_TOKENS"),
+        ({"API_TOKENS": f"{TOKEN},"}, "API_TOKENS"),
+        ({"API_TOKENS": "a token with spaces"}, "API_TOKENS"),
+        ({"AGORA_CUSTOMER_ID": "id:with-colon", "AGORA_CUSTOMER_SECRET": "s"}, "AGORA_CUSTOMER_ID"),
+        ({"AGORA_CUSTOMER_ID": "id", "AGORA_CUSTOMER_SECRET": "pasted secret"}, "AGORA_CUSTOMER_SECRET"),
+        ({"AGORA_CUSTOMER_ID": "id", "AGORA_CUSTOMER_SECRET": "caf\u00e9"}, "AGORA_CUSTOMER_SECRET"),
+        ({"AGORA_STORAGE_SECRET_KEY": "sk with space"}, "AGORA_STORAGE_SECRET_KEY"),
     ],
 )
 def test_bad_values_name_the_variable(overrides: dict[str, str], variable: str) -> None:
     """Each malformed or missing setting fails start-up with a message naming its variable."""
     with pytest.raises(ConfigError, match=variable):
         Settings.from_env({**BASE, **overrides})
+
+
+def test_whsec_abc_is_refused_at_start_up() -> None:
+    """Issue 10: ``NOTIFY_SECRET=whsec_abc`` passed start-up of web and worker, and every delivery then failed
+    outside the retry path. Now start-up refuses it, naming the variable, never echoing the value."""
+    with pytest.raises(ConfigError, match="NOTIFY_SECRET") as info:
+        Settings.from_env({**BASE, "NOTIFY_URL": "https://app.example/hook", "NOTIFY_SECRET": "whsec_abc"})
+    assert "abc" not in str(info.value).replace("whsec_", "")
+
+
+def test_valid_secrets_pass() -> None:
+    """Standard Webhooks secrets, long plain secrets, rotation lists and Agora-shaped credentials."""
+    settings = Settings.from_env(
+        {
+            **BASE,
+            "NOTIFY_URL": "https://app.example/hook",
+            "NOTIFY_SECRET": WHSEC,
+            "AGORA_NCS_SECRETS": "new-secret,old-secret",
+            "API_TOKENS": f"{TOKEN}, {TOKEN}-2",
+            "AGORA_CUSTOMER_ID": "4c2f0e5a8d9b4f1c9e7a6b5d4c3b2a10",
+            "AGORA_CUSTOMER_SECRET": "0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+        }
+    )
+    assert settings.notify_secret == WHSEC and settings.ncs_secrets == ("new-secret", "old-secret")
+    assert Settings.from_env({**BASE, "NOTIFY_SECRET": "a-plain-secret-of-16+"}).notify_secret
+
+
+def test_short_tokens_and_dev_defaults_pass_outside_production() -> None:
+    settings = Settings.from_env(
+        {**BASE, "APP_ENV": "development", "API_TOKENS": "dev-token", "AGORA_NCS_SECRETS": "dev-ncs-secret"}
+    )
+    assert settings.api_tokens == ("dev-token",)
 
 
 def test_ncs_secret_optional_outside_production() -> None:
@@ -70,8 +125,27 @@ def test_secrets_never_in_repr_or_errors() -> None:
         }
     )
     text = repr(settings)
-    for secret in ("hunter2", "s1", "t1", "csecret", "sk", "cid"):
+    for secret in ("hunter2", "s1", TOKEN, "csecret", "sk", "cid"):
         assert secret not in text
     with pytest.raises(ConfigError) as info:
         Settings.from_env({**BASE, "REDIS_URL": "http://:hunter2@host"})
     assert "hunter2" not in str(info.value)
+
+
+def test_urls_in_repr_lose_userinfo_and_query() -> None:
+    """Issue 10: ``Settings`` is logged at start-up; a password in ``NOTIFY_URL`` or ``AGORA_API_BASE_URL`` (or
+    a token in their query) must not reach the log."""
+    settings = Settings.from_env(
+        {
+            **BASE,
+            "NOTIFY_URL": "https://hook:HOOKPW@app.example/hook?sig=QSECRET",
+            "NOTIFY_SECRET": WHSEC,
+            "AGORA_API_BASE_URL": "http://user:PROXYPW@proxy.example:8080/agora?k=QSECRET2",
+        }
+    )
+    text = repr(settings)
+    for secret in ("HOOKPW", "QSECRET", "PROXYPW", "QSECRET2", "hook:"):
+        assert secret not in text
+    assert "notify_url='https://***@app.example/hook?***'" in text
+    assert "agora_api_base_url='http://***@proxy.example:8080/agora?***'" in text
+    assert settings.notify_url.endswith("?sig=QSECRET")  # the value itself stays usable

@@ -20,7 +20,7 @@ from tests.stack import Stack
 pytestmark = pytest.mark.e2e
 
 SECRET = "e2e-ncs-secret"
-TOKEN = "e2e-api-token"
+TOKEN = "e2e-api-token-0123456789"  # production tokens have at least 16 characters
 ENV = {"AGORA_NCS_SECRETS": f"{SECRET},old-secret", "API_TOKENS": TOKEN, "APP_ENV": "production"}
 
 

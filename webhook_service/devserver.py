@@ -9,6 +9,10 @@ When no Agora credentials are configured (``AGORA_CUSTOMER_ID`` unset), the Agor
 (``python -m agora_emulator``, first free port from 8090), its callbacks posted to this receiver and signed with
 the NCS secret, and the web and worker processes pointed at it through ``AGORA_API_BASE_URL``.
 
+Everything listens on 127.0.0.1 only (web, Redis, emulator). With real Agora credentials in the environment
+(``AGORA_CUSTOMER_ID`` or ``AGORA_CUSTOMER_SECRET`` set) it refuses to start on its well-known development
+defaults (``API_TOKENS=dev-token``, ``AGORA_NCS_SECRETS=dev-ncs-secret``): set your own first.
+
 Environment knobs beyond ``contract.md``: ``DEV_VAR_DIR`` (default ``./var``), ``DEV_REDIS_PORT``
 (default: first free port from 6379), ``DEV_EMULATOR_TIME_SCALE`` (default 1: Agora's own pace).
 If the parent (``make``) goes away, everything stops as on Ctrl-C.
@@ -24,10 +28,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
-DEV_NCS_SECRET = "dev-ncs-secret"
-DEV_API_TOKEN = "dev-token"
+from workers.config import DEV_API_TOKEN, DEV_NCS_SECRET
+from workers.redact import redact_url
+
+BIND_HOST = "127.0.0.1"  # never 0.0.0.0: the development defaults are public knowledge
 EMULATOR = {
     "AGORA_APP_ID": "emulator-app-id",
     "AGORA_CUSTOMER_ID": "emulator-customer-id",
@@ -39,6 +46,49 @@ EMULATOR = {
     "AGORA_STORAGE_SECRET_KEY": "demo-secret-key",
 }
 ROOT = Path(__file__).resolve().parent.parent
+GENERATE = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def dev_defaults_refused(environ: Mapping[str, str]) -> str | None:
+    """Why ``make run`` must not start with this environment, or None.
+
+    With real Agora credentials present, the well-known development token and NCS secret (which ``make run``
+    would otherwise fill in) would let anyone who reaches the service start recordings billed to the account.
+    """
+    real = [name for name in ("AGORA_CUSTOMER_ID", "AGORA_CUSTOMER_SECRET") if environ.get(name, "").strip()]
+    if not real:
+        return None
+    problems = []
+    for name, default, how in (
+        ("API_TOKENS", DEV_API_TOKEN, f"export API_TOKENS=$({GENERATE})"),
+        (
+            "AGORA_NCS_SECRETS",
+            DEV_NCS_SECRET,
+            "export AGORA_NCS_SECRETS=<the secret Agora Console shows under Notifications>",
+        ),
+    ):
+        items = [item.strip() for item in environ.get(name, "").split(",") if item.strip()]
+        if not items:
+            problems.append(
+                f"  {name} is not set (make run would use the well-known {default!r}):\n    {how}"
+            )
+        elif default in items:
+            problems.append(f"  {name} holds the well-known {default!r}: replace it:\n    {how}")
+    if not problems:
+        return None
+    return (
+        f"real Agora credentials are set ({', '.join(real)}), so make run refuses its development defaults: "
+        "anyone who can reach the service could start recordings billed to your Agora account. "
+        "Set your own first:\n" + "\n".join(problems)
+    )
+
+
+def web_command(bin_dir: Path, port: str) -> list[str]:
+    """The Procfile's web command, bound to loopback only."""
+    return [
+        str(bin_dir / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"{BIND_HOST}:{port}",
+        "webhook_service:create_app()",
+    ]  # fmt: skip
 
 
 def free_port(start: int) -> int:
@@ -81,9 +131,13 @@ def wait_for_redis(port: int, process: subprocess.Popen[bytes], timeout: float =
 
 
 def banner(port: int, env: dict[str, str], emulator_url: str | None) -> str:
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://{BIND_HOST}:{port}"
     secret = env["AGORA_NCS_SECRETS"].split(",")[0]
     token = env["API_TOKENS"].split(",")[0]
+    secret_note = secret
+    if emulator_url is None:  # real Agora credentials: print no secret, let the shell fill them in
+        secret, token = '"${AGORA_NCS_SECRETS%%,*}"', "${API_TOKENS%%,*}"
+        secret_note = "the first of your AGORA_NCS_SECRETS"
     body = (
         '{"noticeId":"demo-1","productId":3,"eventType":40,"notifyMs":1700000000000,"payload":{"cname":"demo",'
         '"uid":"527841","sid":"demo-sid","sequence":0,"sendts":1700000000000,"serviceType":1,'
@@ -93,15 +147,15 @@ def banner(port: int, env: dict[str, str], emulator_url: str | None) -> str:
   Agora recording companion is running (Ctrl-C stops everything).
 
   health        {base}/healthz    readiness {base}/readyz
-  NCS receiver  {base}/webhooks/agora   (NCS secret: {secret})
+  NCS receiver  {base}/webhooks/agora   (NCS secret: {secret_note})
   API           {base}/v1/sessions/<sid>/events   (Authorization: Bearer {token})
-  Redis         {env["REDIS_URL"]}
+  Redis         {redact_url(env["REDIS_URL"])}
 
   Send a signed callback, then read it back:
 
   body='{body}'
   curl -s {base}/webhooks/agora -H 'Content-Type: application/json' -H "Agora-Signature-V2: $(printf %s "$body" | openssl dgst -sha256 -hmac {secret} -r | cut -d' ' -f1)" -d "$body"; echo
-  curl -s -H 'Authorization: Bearer {token}' {base}/v1/sessions/demo-sid/events; echo
+  curl -s -H "Authorization: Bearer {token}" {base}/v1/sessions/demo-sid/events; echo
 """ + (emulator_banner(base, token, emulator_url) if emulator_url else "")
 
 
@@ -109,7 +163,7 @@ def emulator_banner(base: str, token: str, emulator_url: str) -> str:
     """How to make the emulator record a channel and watch its callbacks arrive."""
     env = f"AGORA_API_BASE_URL={emulator_url} AGORA_APP_ID={EMULATOR['AGORA_APP_ID']}"
     env += f" AGORA_CUSTOMER_ID={EMULATOR['AGORA_CUSTOMER_ID']} AGORA_CUSTOMER_SECRET={EMULATOR['AGORA_CUSTOMER_SECRET']}"
-    auth = f"-H 'Authorization: Bearer {token}'"
+    auth = f'-H "Authorization: Bearer {token}"'
     return f"""
   Agora emulator  {emulator_url}   (no Agora credentials configured; state: {emulator_url}/_emulator/state)
 
@@ -130,6 +184,10 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main() -> int:
+    refused = dev_defaults_refused(os.environ)
+    if refused:
+        print(f"make run: {refused}", file=sys.stderr)
+        return 1
     var_dir = Path(os.environ.get("DEV_VAR_DIR", ROOT / "var")).resolve()
     env = dict(os.environ)
     env.setdefault("APP_ENV", "development")
@@ -193,7 +251,7 @@ def main() -> int:
                 ]
             )  # fmt: skip
             wait_for(f"{emulator_url}/_emulator/state", 15, processes)
-        start([str(bin_dir / "gunicorn"), "-c", "gunicorn.conf.py", "webhook_service:create_app()"])
+        start(web_command(bin_dir, env["PORT"]))
         start(
             [
                 str(bin_dir / "rq"), "worker", "-c", "workers.rq_config",

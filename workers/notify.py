@@ -6,6 +6,9 @@ Headers ``webhook-id`` (the same on every retry), ``webhook-timestamp`` (Unix se
 ``webhook-signature`` = ``v1,`` + base64 HMAC-SHA256 over ``"<id>.<timestamp>.<body>"`` keyed with
 ``NOTIFY_SECRET`` (a ``whsec_``-prefixed secret is base64-decoded first, as the Standard Webhooks libraries do).
 
+``data`` is redacted by rule (:mod:`workers.redact`) before the body is built: no key, token, salt, stream key
+or URL credential of the recording's request ever leaves in a notification.
+
 Sending is an RQ job on its own queue (``notify``, listened to after the callback and orchestration queues);
 a failed attempt schedules the next one with backoff instead of waiting, so a slow or broken app server never
 holds up callback processing.
@@ -26,6 +29,7 @@ import requests
 from rq import Queue, get_current_job
 
 from workers.config import current_settings
+from workers.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +52,19 @@ def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
+def notification_body(event_type: str, data: dict[str, object]) -> bytes:
+    """The JSON body of a notification, ``data`` redacted."""
+    return msgspec.json.encode(
+        {"type": event_type, "timestamp": datetime.now(UTC).isoformat(), "data": redact(data)}
+    )
+
+
 def queue_notification(
     connection: object, notify_url: str, event_type: str, data: dict[str, object], scale: float = 1.0
 ) -> str:
     """Queue a notification; returns its ``webhook-id``."""
     message_id = "msg_" + secrets.token_hex(12)
-    body = msgspec.json.encode({"type": event_type, "timestamp": datetime.now(UTC).isoformat(), "data": data})
+    body = notification_body(event_type, data)
     Queue(NOTIFY_QUEUE, connection=connection).enqueue(  # type: ignore[arg-type]
         send_notification, message_id, body.decode(), 0, scale, result_ttl=0, failure_ttl=7 * 86400
     )
@@ -66,20 +77,24 @@ def send_notification(message_id: str, body: str, attempt: int, scale: float = 1
     if not settings.notify_url:
         return False
     timestamp = int(time.time())
-    headers = {
-        "Content-Type": "application/json",
-        "webhook-id": message_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature(settings.notify_secret, message_id, timestamp, body.encode()),
-    }
     try:
-        response = requests.post(
-            settings.notify_url, data=body.encode(), headers=headers, timeout=TIMEOUT_SECONDS
-        )
-        delivered = 200 <= response.status_code < 300
-        outcome = str(response.status_code)
-    except requests.RequestException as exc:
-        delivered, outcome = False, type(exc).__name__
+        headers = {
+            "Content-Type": "application/json",
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature(settings.notify_secret, message_id, timestamp, body.encode()),
+        }
+    except ValueError:  # a secret that is not base64 (start-up refuses it; never let it escape the retries)
+        delivered, outcome = False, "invalid NOTIFY_SECRET (whsec_ must be followed by base64)"
+    else:
+        try:
+            response = requests.post(
+                settings.notify_url, data=body.encode(), headers=headers, timeout=TIMEOUT_SECONDS
+            )
+            delivered = 200 <= response.status_code < 300
+            outcome = str(response.status_code)
+        except requests.RequestException as exc:
+            delivered, outcome = False, type(exc).__name__
     log.info("notification attempt", extra={"message_id": message_id, "attempt": attempt, "outcome": outcome})
     if delivered or attempt >= len(BACKOFF_SECONDS):
         return delivered

@@ -181,16 +181,12 @@ class Recording(msgspec.Struct, kw_only=True):
         }
 
 
-SECRET_FIELDS = ("accessKey", "secretKey", "stsToken", "token", "secret")
-
-
 def public_config(value: Any) -> Any:
-    """A request with every secret field removed (not masked: absent)."""
-    if isinstance(value, dict):
-        return {k: public_config(v) for k, v in value.items() if k not in SECRET_FIELDS}
-    if isinstance(value, list):
-        return [public_config(v) for v in value]
-    return value
+    """A request as the API and notifications show it: redacted by rule (:mod:`workers.redact`), same shape,
+    every credential-like field ``"***"``, URLs without userinfo, query, fragment or RTMP stream key."""
+    from workers.redact import redact
+
+    return redact(value)
 
 
 def new_id() -> str:

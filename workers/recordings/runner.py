@@ -68,6 +68,7 @@ from workers.recordings.timers import (
     record_max,
     soon,
 )
+from workers.redact import redact
 from workers.session_store import read_states
 from workers.sessions import SessionState
 
@@ -354,7 +355,7 @@ class Runner:
                 drop_commands,
                 TIMELINE_CAP,
                 len(sid_keys),
-                *(msgspec.json.encode(n) for n in plan.notes),
+                *(msgspec.json.encode(redact(n)) for n in plan.notes),
             ],
         )
         if not ok:
