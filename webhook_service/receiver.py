@@ -10,9 +10,11 @@ Flask's per-request machinery costs about as much as everything else here togeth
 Answers (always a JSON body)::
 
     200  {"status": "accepted" | "duplicate", "noticeId": ...}
-    400  malformed JSON or envelope          401  signature missing or wrong
+    400  malformed JSON or envelope, nesting deeper than 32 levels, integers beyond 64 bits
+    401  signature missing or wrong
     405  not POST                            413  body over NCS_MAX_BODY_BYTES
     415  not application/json                503  Redis did not take it (Agora retries)
+    500  a bug (logged with its traceback; never the sender's doing)
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ _REASONS = {
     405: "405 Method Not Allowed",
     413: "413 Content Too Large",
     415: "415 Unsupported Media Type",
+    500: "500 Internal Server Error",
     503: "503 Service Unavailable",
 }
 
@@ -69,6 +72,18 @@ class NcsReceiver:
         if environ.get("PATH_INFO") != PATH:
             return self.app(environ, start_response)
         started = time.perf_counter()
+        try:
+            return self._handle(environ, start_response, started)
+        except (
+            Exception
+        ):  # a bug, never a client's doing: a JSON 500 (Agora retries), the traceback in the log
+            log.exception("ncs receiver failed")
+            body = b'{"error":{"code":"internal_error","message":"internal error"}}'
+            return _respond(start_response, 500, body)
+
+    def _handle(
+        self, environ: dict[str, Any], start_response: StartResponse, started: float
+    ) -> Iterable[bytes]:
         try:
             if environ.get("REQUEST_METHOD") != "POST":
                 raise Rejection(405, "method_not_allowed", "use POST")

@@ -7,6 +7,7 @@ Errors are ``{"error": {"code", "message", "field"}}``; a body that names a fiel
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -22,28 +23,65 @@ from workers.agora.bodies import explain_validation_error
 from workers.recordings.machine import State
 from workers.recordings.model import Recording
 from workers.recordings.store import (
+    MAX_CNAME_CHARS,
     MAX_LIST,
     IdempotencyConflictError,
     RecordingSpec,
     check_change,
+    check_json_bounds,
     create_recording,
     list_recordings,
     load,
     send_command,
     timeline,
 )
+from workers.redact import redact
 from workers.session_store import read_session
 
 bp = Blueprint("recordings", __name__, url_prefix="/v1/recordings")
 
 
+#: Recording ids as :func:`workers.recordings.model.new_id` makes them; anything else is unknown (404) and
+#: never goes into a Redis key name (``<id>:lock`` would read another key).
+RECORDING_ID = re.compile(r"rec_[0-9a-f]{20}")
+#: Bodies of this API are small (Agora's largest: a 17-window layout, an STS token): larger is a 413.
+MAX_BODY_BYTES = 64 * 1024
+#: Query parameters of the listing.
+_LIMIT = re.compile(r"[0-9]{1,3}")
+_CURSOR = re.compile(r"[0-9]{1,19}")
+MAX_CURSOR = 2**63 - 1
+MAX_IDEMPOTENCY_KEY = 200
+
+
 def _json_body() -> Any | Response:
+    """The request's JSON body, or the error answer: 415 not JSON, 413 too large, 400 broken, nesting too
+    deep for the decoder (~1,000 levels), or any value out of bounds (naming the field)."""
     if not request.is_json:
-        return error_response(415, "unsupported_media_type", "send Content-Type: application/json")
+        return error_response(
+            415, "unsupported_media_type", "send Content-Type: application/json", field="Content-Type"
+        )
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        return _too_large()
+    data = request.get_data()
+    if len(data) > MAX_BODY_BYTES:
+        return _too_large()
     try:
-        return msgspec.json.decode(request.get_data())
+        body = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
-        return error_response(400, "invalid_json", f"the body is not valid JSON: {exc}")
+        return error_response(400, "invalid_json", f"the body is not valid JSON: {exc}", field="body")
+    except RecursionError:
+        return error_response(400, "invalid_json", "the body nests too deeply to be read", field="body")
+    try:
+        check_json_bounds(body)
+    except AgoraRequestError as exc:
+        return error_response(400, "invalid_request", exc.reason, field=exc.field)
+    return body
+
+
+def _too_large() -> Response:
+    return error_response(
+        413, "body_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes", field="body"
+    )
 
 
 def _store_errors(view: Callable[..., Response]) -> Callable[..., Response]:
@@ -64,9 +102,10 @@ def _with_recording(view: Callable[[Recording], Response]) -> Callable[[str], Re
     """Token check, Redis errors as 503, and the recording loaded (404 naming ``id`` when unknown)."""
 
     def wrapper(recording_id: str) -> Response:
-        recording = load(get_services().redis, recording_id)
+        recording = load(get_services().redis, recording_id) if RECORDING_ID.fullmatch(recording_id) else None
         if recording is None:
-            return error_response(404, "not_found", f"no recording {recording_id!r}", field="id")
+            shown = recording_id if len(recording_id) <= 64 else recording_id[:64] + "..."
+            return error_response(404, "not_found", f"no recording {shown!r}", field="id")
         return view(recording)
 
     wrapper.__name__ = view.__name__
@@ -89,15 +128,20 @@ def create() -> Response:
     body = _json_body()
     if isinstance(body, Response):
         return body
+    if not isinstance(body, dict):
+        return error_response(400, "invalid_request", "the body must be a JSON object", field="body")
     try:
         spec = msgspec.convert(body, RecordingSpec)
     except msgspec.ValidationError as exc:
         message, field = explain_validation_error(exc)
         return error_response(400, "invalid_request", message, field=field or "body")
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 200:
+    if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
         return error_response(
-            400, "invalid_request", "Idempotency-Key must be 1 to 200 characters", field="Idempotency-Key"
+            400,
+            "invalid_request",
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
+            field="Idempotency-Key",
         )
     services = get_services()
     scope = hashlib.sha256(request.headers.get("Authorization", "").encode()).hexdigest()
@@ -118,21 +162,37 @@ def create() -> Response:
 @_store_errors
 def list_all() -> Response:
     """Recordings, newest first: ``?state=&cname=&limit=&cursor=``."""
-    state = request.args.get("state") or None
+    args = request.args
+    state = args.get("state")
     states = [s.value for s in State]
     if state is not None and state not in states:
         return error_response(
             400, "invalid_request", f"state must be one of {', '.join(states)}", field="state"
         )
-    try:
-        limit = int(request.args.get("limit", 50))
-        cursor = int(request.args["cursor"]) if request.args.get("cursor") else None
-    except ValueError:
-        return error_response(400, "invalid_request", "limit and cursor are integers", field="limit")
+    cname = args.get("cname")
+    if cname is not None and not 1 <= len(cname) <= MAX_CNAME_CHARS:
+        return error_response(
+            400, "invalid_request", f"cname must be 1 to {MAX_CNAME_CHARS} characters", field="cname"
+        )
+    raw_limit = args.get("limit")
+    limit = int(raw_limit) if raw_limit is not None and _LIMIT.fullmatch(raw_limit) else 0
+    if raw_limit is None:
+        limit = 50
     if not 1 <= limit <= MAX_LIST:
-        return error_response(400, "invalid_request", f"limit must be 1 to {MAX_LIST}", field="limit")
+        return error_response(
+            400, "invalid_request", f"limit must be an integer from 1 to {MAX_LIST}", field="limit"
+        )
+    raw_cursor = args.get("cursor")
+    cursor = int(raw_cursor) if raw_cursor is not None and _CURSOR.fullmatch(raw_cursor) else None
+    if raw_cursor is not None and (cursor is None or cursor > MAX_CURSOR):
+        return error_response(
+            400,
+            "invalid_request",
+            "cursor must be a nextCursor this API gave (an integer from 0 to 2^63-1)",
+            field="cursor",
+        )
     found, next_cursor = list_recordings(
-        get_services().redis, state=state, cname=request.args.get("cname") or None, limit=limit, cursor=cursor
+        get_services().redis, state=state, cname=cname, limit=limit, cursor=cursor
     )
     return jsonify(
         {
@@ -202,7 +262,8 @@ def events(recording: Recording) -> Response:
         for event in view.events if view is not None else ():
             entries.append({"ts": event.get("receivedMs"), "kind": "callback", **event})
     entries.sort(key=lambda e: e.get("ts") or 0)
-    return jsonify({"id": recording.id, "state": recording.state, "events": entries})
+    # Callbacks can carry credentials (event 100: the CDN stream key); API and Agora entries echo requests.
+    return jsonify({"id": recording.id, "state": recording.state, "events": redact(entries)})
 
 
 @bp.get("/<recording_id>/files")

@@ -10,7 +10,7 @@ are valid.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -18,6 +18,12 @@ from workers.errors import EventError
 
 CLOUD_RECORDING_PRODUCT = 3
 MAX_NOTICE_ID_LENGTH = 256
+#: Agora's payloads nest 4 levels (``payload.details.fileList[i]``); a body nesting deeper than this is refused
+#: at the door, so nothing stored is ever too deep to decode, apply or show (msgspec gives up at ~1,000).
+MAX_PAYLOAD_DEPTH = 32
+#: Integers beyond 64 bits are refused in the envelope and read as absent in the payload.
+MIN_INT64, MAX_INT64 = -(2**63), 2**63 - 1
+Int64 = Annotated[int, msgspec.Meta(ge=MIN_INT64, le=MAX_INT64)]
 
 #: eventType -> msgName for productId 3 (cloud recording and Cloud Transcoder), §1.6.
 EVENT_NAMES: dict[int, str] = {
@@ -58,10 +64,10 @@ EVENT_NAMES: dict[int, str] = {
 class Envelope(msgspec.Struct):
     """The top level of every NCS callback (§1.2); unknown fields are ignored here and kept in the raw body."""
 
-    noticeId: str | int
-    productId: int
-    eventType: int
-    notifyMs: int
+    noticeId: str | Int64
+    productId: Int64
+    eventType: Int64
+    notifyMs: Int64
     payload: dict[str, Any]
 
     @property
@@ -88,12 +94,37 @@ def decode_envelope(raw: bytes) -> Envelope:
         raise EventError(f"invalid envelope: {exc}") from None
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise EventError("body is not valid UTF-8 JSON") from None
+    except RecursionError:
+        raise EventError(f"body nests too deeply (more than {MAX_PAYLOAD_DEPTH} levels)") from None
     notice_id = envelope.notice_id
     if not notice_id or isinstance(envelope.noticeId, bool):
         raise EventError("invalid envelope: noticeId must be a non-empty string - at `$.noticeId`")
     if len(notice_id) > MAX_NOTICE_ID_LENGTH:
         raise EventError(f"invalid envelope: noticeId longer than {MAX_NOTICE_ID_LENGTH} characters")
+    # Counting brackets is C-speed; only a body with many of them (a real callback has a dozen) is walked.
+    if (
+        raw.count(b"{") + raw.count(b"[") > MAX_PAYLOAD_DEPTH
+        and _depth(envelope.payload) > MAX_PAYLOAD_DEPTH - 1
+    ):
+        raise EventError(
+            f"invalid envelope: payload nests too deeply (more than {MAX_PAYLOAD_DEPTH} levels) - at `$.payload`"
+        )
     return envelope
+
+
+def _depth(value: Any) -> int:
+    """How many objects and lists nest in ``value`` (iterative: any depth is safe to measure)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,13 +221,14 @@ def as_int(value: object) -> int | None:
     """An integer, an integral float or a numeric string as int; anything else as None."""
     if isinstance(value, bool):
         return None
+    number: int | None = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and len(value) <= 40:
         try:
-            return int(value.strip())
+            number = int(value.strip())
         except ValueError:
             return None
-    return None
+    return number if number is not None and MIN_INT64 <= number <= MAX_INT64 else None

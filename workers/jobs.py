@@ -8,8 +8,9 @@
 * its first act clears the partition's "drain queued" flag, so an event accepted while it runs queues the
   next drain; the worker's periodic sweep re-wakes a partition whose backlog went stale (see
   :class:`workers.worker.RecordingWorker`).
-* a body that no longer parses is moved to the dead-letter stream with its reason instead of blocking
-  the partition; events without ``sid`` (other products, console test events) go to a capped stream.
+* a body that no longer parses, or that cannot be applied to its session, is moved to the dead-letter
+  stream with its reason instead of blocking the partition; the events after it are applied. Events
+  without ``sid`` (other products, console test events) go to a capped stream.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from workers.events import NcsEvent, parse_event
 from workers.inbox import backlogged_partitions, wake
 from workers.recordings.routing import Seen, wake_recordings
 from workers.recordings.runner import advance
-from workers.session_store import plan_updates, write_updates
+from workers.session_store import SessionUpdate, plan_updates, write_updates
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def drain_batch(
                 if not entries:
                     return 0
                 routed, unrouted, dead = _parse_entries(entries)
-                updates = plan_updates(connection, routed, max_events)
+                updates = _plan(connection, routed, max_events, dead, entries)
                 last_id = entries[-1][0]
                 pipe.multi()
                 added = write_updates(pipe, updates, retention_seconds)
@@ -167,6 +168,9 @@ def drain_batch(
 def _parse_entries(
     entries: list[tuple[bytes, dict[bytes, bytes]]],
 ) -> tuple[list[NcsEvent], list[NcsEvent], list[tuple[bytes, bytes, str]]]:
+    """Split a batch into events with a session, events without one, and dead letters: whatever cannot be
+    parsed, for any reason, is set aside with its reason instead of failing the batch (and every drain after
+    it: a poison callback must never block its partition)."""
     routed: list[NcsEvent] = []
     unrouted: list[NcsEvent] = []
     dead: list[tuple[bytes, bytes, str]] = []
@@ -177,5 +181,44 @@ def _parse_entries(
         except EventError as exc:
             dead.append((entry_id, raw, str(exc)))
             continue
+        except Exception as exc:  # noqa: BLE001 (anything else a body can provoke is a dead letter too)
+            log.warning("ncs event unparsable", extra={"entry": entry_id.decode(), "error": repr(exc)[:200]})
+            dead.append((entry_id, raw, _reason(exc)))
+            continue
         (routed if event.sid is not None else unrouted).append(event)
     return routed, unrouted, dead
+
+
+def _plan(
+    connection: redis.Redis,
+    routed: list[NcsEvent],
+    max_events: int,
+    dead: list[tuple[bytes, bytes, str]],
+    entries: list[tuple[bytes, dict[bytes, bytes]]],
+) -> list[SessionUpdate]:
+    """Plan the batch; if planning fails, find the events it cannot apply (each tried after those already
+    accepted, in order), add them to ``dead`` and plan the others. Redis errors are not the events' fault:
+    they propagate, and the batch is retried by the next drain."""
+    try:
+        return plan_updates(connection, routed, max_events)
+    except redis.RedisError:
+        raise
+    except Exception:  # noqa: BLE001
+        log.warning("ncs batch could not be planned; looking for the events at fault", exc_info=True)
+    entry_of = {fields.get(b"b", b""): entry_id for entry_id, fields in entries}
+    accepted: list[NcsEvent] = []
+    for event in routed:
+        try:
+            plan_updates(connection, [*accepted, event], max_events)
+        except redis.RedisError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            dead.append((entry_of.get(event.raw, b"%d-0" % event.received_ms), event.raw, _reason(exc)))
+            continue
+        accepted.append(event)
+    return plan_updates(connection, accepted, max_events)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"cannot apply: {type(exc).__name__}: {text[:500]}"

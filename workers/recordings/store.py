@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import secrets
 import time
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import msgspec
 import redis
@@ -34,16 +35,33 @@ from workers.recordings.timers import wake
 
 IDEMPOTENCY_TTL = 24 * 3600
 MAX_LIST = 200
+#: Index entries one listing request looks at; a filter that skips more answers a shorter page and a
+#: ``nextCursor`` to go on from (a ``?cname=`` that matches nothing never scans the whole index).
+MAX_LIST_SCAN = 1_000
 MAX_DURATION_SECONDS = 30 * 24 * 3600
+
+#: Bounds of every JSON value the API accepts (bodies of create, update and layout). Agora's own structures
+#: nest at most 5 levels, hold at most 32 uids per list and 17 layout windows; tokens are a few hundred
+#: characters, STS tokens a few thousand.
+MAX_JSON_DEPTH = 10
+MAX_JSON_ITEMS = 64
+MAX_JSON_STRING = 4096
+MAX_JSON_KEY = 128
+MAX_JSON_INTEGER = 2**53 - 1  # what every JSON reader keeps exact
+MAX_CNAME_CHARS = 1024
+MAX_TOKEN_CHARS = 2048
+MAX_UID_CHARS = 10
+
+_CONFIG_FIELDS = ("recordingConfig", "recordingFileConfig", "snapshotConfig", "web", "storage")
 
 
 class RecordingSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """The body of ``POST /v1/recordings``."""
+    """The body of ``POST /v1/recordings``; :func:`build_request` checks everything the types do not."""
 
-    cname: str
-    mode: str
-    uid: str | None = None
-    token: str | None = None
+    cname: Annotated[str, msgspec.Meta(max_length=MAX_CNAME_CHARS)]
+    mode: Annotated[str, msgspec.Meta(max_length=16)]
+    uid: Annotated[str, msgspec.Meta(max_length=MAX_UID_CHARS)] | None = None
+    token: Annotated[str, msgspec.Meta(max_length=MAX_TOKEN_CHARS)] | None = None
     recordingConfig: dict[str, Any] | None = None  # noqa: N815 (the API's JSON names)
     recordingFileConfig: dict[str, Any] | None = None  # noqa: N815
     snapshotConfig: dict[str, Any] | None = None  # noqa: N815
@@ -52,27 +70,110 @@ class RecordingSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     maxDurationSeconds: int | None = None  # noqa: N815
 
 
+def check_json_bounds(value: Any, field: str = "", max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse, naming the first offending field, a JSON value that nests deeper than ``max_depth`` objects
+    and lists, or holds an object or list larger than :data:`MAX_JSON_ITEMS`, a string longer than
+    :data:`MAX_JSON_STRING` (or not encodable as UTF-8: a lone surrogate), a field name longer than
+    :data:`MAX_JSON_KEY`, or an integer beyond ±2^53-1. Iterative: any depth is safe to look at."""
+    stack: list[tuple[Any, str, int]] = [(value, field, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        where = path or "body"
+        if isinstance(item, dict | list):
+            if depth >= max_depth:
+                raise AgoraRequestError(where, f"nests deeper than {max_depth} levels")
+            if len(item) > MAX_JSON_ITEMS:
+                kind = "fields" if isinstance(item, dict) else "items"
+                raise AgoraRequestError(where, f"holds more than {MAX_JSON_ITEMS} {kind}")
+            children: list[tuple[Any, str, int]] = []
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if not isinstance(key, str) or len(key) > MAX_JSON_KEY or not _encodable(key):
+                        raise AgoraRequestError(
+                            where,
+                            f"has a field name longer than {MAX_JSON_KEY} characters or not valid Unicode",
+                        )
+                    children.append((child, f"{path}.{key}" if path else key, depth + 1))
+            else:
+                children = [(child, f"{where}[{index}]", depth + 1) for index, child in enumerate(item)]
+            stack.extend(reversed(children))  # depth first, in document order: the first fault is named
+        elif isinstance(item, str):
+            if len(item) > MAX_JSON_STRING:
+                raise AgoraRequestError(where, f"is longer than {MAX_JSON_STRING} characters")
+            if not _encodable(item):
+                raise AgoraRequestError(where, "is not valid Unicode (lone surrogate)")
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if not -MAX_JSON_INTEGER <= item <= MAX_JSON_INTEGER:
+                raise AgoraRequestError(where, f"is out of range (at most {MAX_JSON_INTEGER} in magnitude)")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise AgoraRequestError(where, "must be a finite number")
+        else:
+            raise AgoraRequestError(where, f"is not a JSON value ({type(item).__name__})")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_text(field: str, value: str | None, max_chars: int) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise AgoraRequestError(field, "must be a string")
+    if len(value) > max_chars:
+        raise AgoraRequestError(field, f"must be at most {max_chars} characters")
+    if not _encodable(value):
+        raise AgoraRequestError(field, "is not valid Unicode (lone surrogate)")
+
+
 def api_field(field: str) -> str:
     """An Agora wire path as the API's field name (``clientRequest.storageConfig.x`` -> ``storage.x``)."""
     field = field.removeprefix("clientRequest.").removeprefix("clientRequest")
     if field.startswith("storageConfig"):
         return "storage" + field.removeprefix("storageConfig")
     if field.startswith("extensionServiceConfig"):
+        if ".extensionServices[1]" in field:  # the RTMP publisher built from web.rtmpUrls
+            return "web.rtmpUrls" + ("[0]" if ".outputs[0]" in field else "")
         rest = field.split(".serviceParam", 1)
         return "web" + (rest[1] if len(rest) == 2 else "")
     return field or "body"
 
 
 def build_request(spec: RecordingSpec, settings: Settings) -> tuple[dict[str, Any], int]:
-    """The start ``clientRequest`` and the acquire scene for a spec; AgoraRequestError names the API field."""
-    if spec.mode not in MODES:
+    """The start ``clientRequest`` and the acquire scene for a spec; AgoraRequestError names the API field.
+
+    Checks every bound before anything is stored: callers that build a spec in code get what the API gets."""
+    if not isinstance(spec.mode, str) or spec.mode not in MODES:
         raise AgoraRequestError("mode", f"must be one of {', '.join(MODES)}")
     mode: Mode = spec.mode  # narrowed by the membership test above
+    _check_text("cname", spec.cname, MAX_CNAME_CHARS)
     check_cname("cname", spec.cname, mode)
     if spec.uid is not None:
+        _check_text("uid", spec.uid, MAX_UID_CHARS)
         check_uid("uid", spec.uid)
-    if spec.maxDurationSeconds is not None and not 1 <= spec.maxDurationSeconds <= MAX_DURATION_SECONDS:
-        raise AgoraRequestError("maxDurationSeconds", f"must be 1 to {MAX_DURATION_SECONDS} (30 days)")
+    _check_text("token", spec.token, MAX_TOKEN_CHARS)
+    duration = spec.maxDurationSeconds
+    if duration is not None and (
+        isinstance(duration, bool)
+        or not isinstance(duration, int)
+        or not 1 <= duration <= MAX_DURATION_SECONDS
+    ):
+        raise AgoraRequestError(
+            "maxDurationSeconds", f"must be an integer from 1 to {MAX_DURATION_SECONDS} (30 days)"
+        )
+    for name in _CONFIG_FIELDS:
+        config = getattr(spec, name)
+        if config is not None:
+            if not isinstance(config, dict):
+                raise AgoraRequestError(name, "must be a JSON object")
+            check_json_bounds(config, name, MAX_JSON_DEPTH - 1)
     storage = spec.storage
     if storage is None:
         default = storage_from_settings(settings)
@@ -102,6 +203,8 @@ def build_request(spec: RecordingSpec, settings: Settings) -> tuple[dict[str, An
                 raise AgoraRequestError(
                     "web.rtmpUrls", "holds exactly one RTMP URL (Agora pushes to one CDN at a time)"
                 )
+            if not isinstance(rtmp_urls[0], str):
+                raise AgoraRequestError("web.rtmpUrls[0]", "must be an rtmp:// or rtmps:// URL")
             services.append(
                 {
                     "serviceName": "rtmp_publish_service",
@@ -258,6 +361,7 @@ def check_change(recording: Recording, kind: str, body: Any) -> dict[str, Any]:
     """An update or layout body, checked for the recording's mode; AgoraRequestError names the field."""
     if not isinstance(body, dict):
         raise AgoraRequestError("body", "must be a JSON object")
+    check_json_bounds(body)
     try:
         if kind == "layout":
             if recording.mode != "mix":
@@ -283,11 +387,12 @@ def peek_commands(connection: redis.Redis, recording_id: str) -> list[dict[str, 
 def list_recordings(
     connection: redis.Redis, *, state: str | None, cname: str | None, limit: int, cursor: int | None
 ) -> tuple[list[Recording], int | None]:
-    """Newest first, filtered; ``cursor`` is the score to continue below."""
+    """Newest first, filtered; ``cursor`` is the score to continue below. Looks at most at
+    :data:`MAX_LIST_SCAN` index entries: a filter that skips more gets a shorter page and a cursor."""
     found: list[Recording] = []
     upper: float | str = f"({cursor}" if cursor is not None else "+inf"
-    next_cursor: int | None = None
-    while len(found) < limit:
+    scanned = 0
+    while True:
         batch = cast(
             list[tuple[bytes, float]],
             connection.zrevrangebyscore(
@@ -295,11 +400,14 @@ def list_recordings(
             ),
         )
         if not batch:
-            next_cursor = None
-            break
-        for member, score in batch:
-            recording = load(connection, member.decode())
+            return found, None
+        documents = cast(
+            list[bytes | None], connection.mget([keys.recording(member.decode()) for member, _ in batch])
+        )
+        for (_member, score), raw in zip(batch, documents, strict=True):
+            scanned += 1
             upper = f"({int(score)}"
+            recording = decode(raw) if isinstance(raw, bytes) else None
             if (
                 recording is None
                 or (state and recording.state != state)
@@ -308,9 +416,9 @@ def list_recordings(
                 continue
             found.append(recording)
             if len(found) == limit:
-                next_cursor = int(score)
-                break
-    return found, next_cursor
+                return found, int(score)
+        if scanned >= MAX_LIST_SCAN:
+            return found, int(batch[-1][1])
 
 
 def timeline(connection: redis.Redis, recording_id: str) -> list[dict[str, Any]]:
