@@ -1,6 +1,11 @@
 """Recording orchestration end to end: real gunicorn, `rq worker --with-scheduler` and Agora emulator
 (`python -m agora_emulator`: REST + signed NCS callbacks) processes, real Redis, one scenario per test.
 
+These tests check the wiring (processes, HTTP, Redis, callbacks, notifications, process faults). Every
+decision has a twin in ``tests/test_decide.py`` that runs in milliseconds against a fake Agora; the scenarios
+that only exercise a decision (start 5xx/400, death, abnormal exit, HA failover, idle exit, max duration,
+backup, stop 404/435, web capability limit) live there only.
+
 Agora's time runs 20x faster in the emulator and the service's own timers (confirm after 5 s, backoff 3/6/9 s,
 HA window 90 s, ...) run 20x faster through RECORDING_TIME_SCALE, so the two stay in proportion.
 """
@@ -226,109 +231,6 @@ def agora_calls(world: World, recording_id: str, endpoint: str) -> list[dict[str
     return [e for e in events if e["kind"] == "agora" and e.get("endpoint") == endpoint]
 
 
-def test_start_5xx_then_success(world: World) -> None:
-    """Two 500s on start are retried with backoff; the third start succeeds and is confirmed."""
-    fault(world, kind="answer", endpoint="start", status=500, code=500, times=2)
-    created = world.create(cname="retry")
-    recording = world.wait_state(created["id"], "recording")
-    starts = agora_calls(world, created["id"], "start")
-    assert [s.get("status") for s in starts] == [500, 500, None] and starts[-1]["outcome"] == "ok"
-    assert recording["currentSession"]["outcome"] == "running"
-
-
-def test_permanent_400_fails_with_agoras_reason(world: World) -> None:
-    """A 400 from start is fatal: the recording fails and shows Agora's reason."""
-    fault(world, kind="answer", endpoint="start", status=400, code=2, reason="Start: invalid token")
-    created = world.create(cname="refused")
-    failed = world.wait_state(created["id"], "failed")
-    assert "Start: invalid token" in failed["reason"]
-    assert failed["lastError"]["code"] == 2 and failed["lastError"]["status"] == 400
-    world.wait(created["id"], lambda r: world.notification_types(r["id"]) == ["recording.failed"], timeout=10)
-
-
-def test_session_that_dies_is_restarted_with_a_new_sid(world: World) -> None:
-    """Start accepted, then the task vanishes (query 404 beyond the window): a new session starts."""
-    fault(world, kind="die", after=40, times=1, cname="fragile")
-    created = world.create(cname="fragile")
-    first = world.wait_state(created["id"], "recording")["currentSession"]["sid"]
-    restarted = world.wait(
-        created["id"], lambda r: r["restarts"] == 1 and r["state"] == "recording", timeout=40
-    )
-    assert restarted["currentSession"]["sid"] != first
-    assert [s["outcome"] for s in restarted["sessions"]] == ["died", "running"]
-    assert restarted["sessions"][1]["uid"] != restarted["sessions"][0]["uid"]
-    world.wait(
-        created["id"],
-        lambda r: world.notification_types(r["id"]) == ["recording.started", "recording.restarted"],
-        timeout=10,
-    )
-
-
-def test_abnormal_exit_is_restarted(world: World) -> None:
-    """Session exit with exitStatus 1 while recording is wanted: a new session, same recording."""
-    fault(world, kind="abnormal_exit", after=30, times=1, cname="crashy")
-    created = world.create(cname="crashy")
-    restarted = world.wait(
-        created["id"], lambda r: r["restarts"] == 1 and r["state"] == "recording", timeout=40
-    )
-    assert [s["outcome"] for s in restarted["sessions"]] == ["exited_abnormally", "running"]
-
-
-def test_ha_failover_keeps_the_session(world: World) -> None:
-    """Event 12 and 404s during the migration: same recording and session, the new uid recorded, no restart."""
-    fault(world, kind="failover", after=20, window=40, cname="ha")
-    created = world.create(cname="ha")
-    world.wait_state(created["id"], "recording")
-    moved = world.wait(
-        created["id"],
-        lambda r: r["currentSession"] and r["currentSession"]["uid"] != r["currentSession"]["originalUid"],
-        timeout=30,
-    )
-    sid = moved["currentSession"]["sid"]
-    world.wait(
-        created["id"],
-        lambda r: any(f["fileName"].split("/")[-1].startswith(f"bak0_{sid}") for f in r["files"]),
-        timeout=30,
-    )
-    settled = world.get(created["id"])
-    assert settled["restarts"] == 0 and len(settled["sessions"]) == 1 and settled["state"] == "recording"
-    task = control(world.agora, "GET", f"tasks/{sid}")
-    assert settled["currentSession"]["uid"] == task["uid"]
-
-
-def test_idle_exit_completes_the_recording(world: World) -> None:
-    """Everyone leaves: Agora exits after maxIdleTime; the recording ends normally (no restart)."""
-    created = world.create(cname="idle", recordingConfig={"channelType": 0, "maxIdleTime": 10})
-    world.wait_state(created["id"], "recording")
-    control(world.agora, "PUT", "channels/idle", {"users": []})
-    done = world.wait_state(created["id"], "completed", timeout=40)
-    assert done["desiredState"] == "stopped" and done["restarts"] == 0
-    assert done["sessions"][0]["outcome"] == "exited"
-    assert done["files"] and all(f["status"] == "uploaded" for f in done["files"])
-
-
-def test_max_duration_stops_by_itself(world: World) -> None:
-    """maxDurationSeconds: the service stops the recording when the time is up."""
-    created = world.create(cname="timed", maxDurationSeconds=60)
-    done = world.wait_state(created["id"], "completed", timeout=40)
-    assert done["desiredState"] == "stopped"
-    assert agora_calls(world, created["id"], "stop")[0]["outcome"] == "ok"
-    assert done["files"]
-
-
-def test_backed_up_upload(world: World) -> None:
-    """Agora's backup holds files (32 / backuped): the recording says backed_up and lists them."""
-    fault(world, kind="backup", cname="backup")
-    created = world.create(cname="backup")
-    world.wait(created["id"], lambda r: r["state"] == "recording" and r["files"])
-    world.api("POST", f"/v1/recordings/{created['id']}/stop")
-    done = world.wait_state(created["id"], "backed_up")
-    assert done["backedUpFiles"] and set(done["backedUpFiles"]) <= {f["fileName"] for f in done["files"]}
-    world.wait(
-        created["id"], lambda r: "recording.backed_up" in world.notification_types(r["id"]), timeout=10
-    )
-
-
 def test_stop_answered_49_leaves_the_upload_unconfirmed(world: World) -> None:
     """stop answered 49 means already stopped: the session ends without error; as no upload callback follows
     (the emulated task was not really stopped), after UPLOAD_STUCK_SECONDS the recording ends
@@ -348,33 +250,6 @@ def test_stop_answered_49_leaves_the_upload_unconfirmed(world: World) -> None:
         lambda r: "recording.upload_unconfirmed" in world.notification_types(r["id"]),
         timeout=10,
     )
-
-
-def test_stop_answered_404_is_retried_through_the_ha_window(world: World) -> None:
-    """stop answered 404 may be an HA migration (the task comes back): the stop is sent again until it is
-    answered or the 90 s window passed; here the second stop stops the task and the recording completes."""
-    created = world.create(cname="gone404")
-    world.wait(created["id"], lambda r: r["state"] == "recording" and r["files"])
-    fault(
-        world, kind="answer", endpoint="stop", status=404, code=404, reason="failed to find worker", times=1
-    )
-    world.api("POST", f"/v1/recordings/{created['id']}/stop")
-    done = world.wait_state(created["id"], "completed", timeout=30)
-    stops = agora_calls(world, created["id"], "stop")
-    assert [s.get("code") for s in stops] == [404, None] and stops[-1]["outcome"] == "ok"
-    task = control(world.agora, "GET", f"tasks/{done['sessions'][0]['sid']}")
-    assert task["exitReason"] == "stop"
-
-
-def test_stop_answered_435_nothing_recorded(world: World) -> None:
-    """Nobody published: stop answers 435 and the recording completes with no files."""
-    control(world.agora, "PUT", "channels/empty", {"users": []})
-    created = world.create(cname="empty", recordingConfig={"channelType": 0, "maxIdleTime": 300})
-    world.wait_state(created["id"], "recording")
-    world.api("POST", f"/v1/recordings/{created['id']}/stop")
-    done = world.wait_state(created["id"], "completed")
-    assert done["files"] == [] and "nothing was recorded" in done["reason"]
-    assert agora_calls(world, created["id"], "stop")[0]["code"] == 435
 
 
 def test_agora_rate_limit_is_never_exceeded(world: World) -> None:
@@ -456,16 +331,6 @@ def test_notifications_are_signed_and_retried(world: World) -> None:
         assert abs(int(headers["Webhook-Timestamp"]) - time.time()) < 60
     assert body["data"]["state"] == "recording" and body["data"]["id"] == created["id"]
     no_secrets(world, str(world.app_server.received))
-
-
-def test_web_capability_limit_restarts_the_page_recording(world: World) -> None:
-    """Web: 72 (capability limit) then 71 with code 2 is an abnormal end; a new session starts."""
-    fault(world, kind="capability_limit", after=20, times=1, cname="page", limitType="WebGL")
-    created = world.create(cname="page", mode="web", web={"url": "https://example.com/board"})
-    restarted = world.wait(
-        created["id"], lambda r: r["restarts"] == 1 and r["state"] == "recording", timeout=40
-    )
-    assert [s["outcome"] for s in restarted["sessions"]] == ["exited_abnormally", "running"]
 
 
 def test_worker_killed_mid_recording(world: World) -> None:
