@@ -261,7 +261,9 @@ def make_plans(count: int, seed: int, slow_delays: list[float]) -> list[Plan]:
     slow_index = 0
     for i in range(count):
         scenario = scenarios[i]
-        run = rng.uniform(180, 360)
+        # 10-20 emulated minutes: every recording starts well inside its run, although the emulator's 10
+        # requests/s are real seconds (the start-up of 24 recordings takes ~12 real = ~240 emulated seconds).
+        run = rng.uniform(600, 1200)
         if scenario == "die":
             run = max(run, 300)  # a silent death is seen ~40 + 120 + 90 s later: leave room for the restart
         delay = 4.0
