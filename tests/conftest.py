@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +48,19 @@ def settings(redis_client: redis.Redis, redis_server: RedisServer) -> Settings:
         ncs_secrets=(NCS_SECRET,),
         api_tokens=(API_TOKEN,),
         redis_socket_timeout=1.0,
+    )
+
+
+def with_default_storage(settings: Settings, secret_key: str = "test-storage-secret-key") -> Settings:
+    """The settings with an App ID and a default storage, so recordings can be created through the API."""
+    return dataclasses.replace(
+        settings,
+        agora_app_id="app",
+        storage_vendor=1,
+        storage_region=0,
+        storage_bucket="bucket",
+        storage_access_key="test-storage-access-key",
+        storage_secret_key=secret_key,
     )
 
 

@@ -7,7 +7,6 @@ refused request, and the autouse fixture checks that the catch-all 500 handler w
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from rq import Queue
 
-from tests.conftest import NCS_SECRET
+from tests.conftest import NCS_SECRET, with_default_storage
 from tests.factories import body_of, event, signed_headers
 from webhook_service import create_app
 from workers import keys
@@ -48,15 +47,7 @@ def deep_text(levels: int = DEEP) -> str:
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(
-        settings,
-        agora_app_id="app",
-        storage_vendor=1,
-        storage_region=0,
-        storage_bucket="bucket",
-        storage_access_key="hardening-access-key",
-        storage_secret_key="hardening-secret-key",
-    )
+    return with_default_storage(settings)
 
 
 @pytest.fixture

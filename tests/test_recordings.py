@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from workers import keys
 from workers.config import Settings
 from workers.events import parse_event
+from workers.files import FileEntry, files_from_event, merge_file
 from workers.ratelimit import MARGIN_MS, RateLimiter
-from workers.recordings.model import Recording, decode, encode, ended_outcome, manifest, recorder_uid
+from workers.recordings.model import Recording, decode, encode, recorder_uid
 from workers.recordings.store import trim_listing
 from workers.sessions import apply_event
 
@@ -64,16 +65,13 @@ event_spec = st.one_of(
 
 
 def summarise(events: list[dict[str, Any]]) -> tuple[Any, Any]:
-    """The end decision and the manifest a stream of stored callbacks leads to."""
+    """The end decision and the manifest a stream of stored callbacks leads to (the session's reduced state,
+    which is what the orchestration reads)."""
     state = None
-    timeline = []
     for item in events:
-        event = parse_event(msgspec.json.encode(item), 0)
-        state = apply_event(state, event)
-        timeline.append(event.to_dict())
+        state = apply_event(state, parse_event(msgspec.json.encode(item), 0))
     assert state is not None
-    files = {name: msgspec.to_builtins(entry) for name, entry in manifest(timeline).items()}
-    return ended_outcome(state, timeline), files
+    return state.ended, {name: msgspec.to_builtins(entry) for name, entry in state.files.items()}
 
 
 @settings(max_examples=150, deadline=None)
@@ -101,7 +99,10 @@ def test_uploaded_beats_backed_up_beats_recorded() -> None:
             "details": {"fileList": [{"fileName": "x.m3u8"}, {"fileName": "y.m3u8"}]},
         },
     ]
-    files = manifest(events)
+    files: dict[str, FileEntry] = {}
+    for event in events:
+        for entry in files_from_event(event["sid"], event["eventType"], event["details"]):
+            merge_file(files, entry)
     assert (files["x.m3u8"].status, files["y.m3u8"].status) == ("uploaded", "backed_up")
 
 
@@ -175,3 +176,12 @@ def test_finished_recordings_expire_and_leave_the_index(
     redis_client.set(keys.recording("rec_long_running"), b"{}")  # created long ago, still there
     assert trim_listing(redis_client, settings.session_retention_seconds, now) == 1
     assert redis_client.zrange(keys.RECORDINGS_INDEX, 0, -1) == [b"rec_long_running", b"rec_recent"]
+
+
+def test_polls_leave_part_of_the_rate_budget_to_starts_and_stops(redis_client: redis.Redis) -> None:
+    """With the window 70% full, a poll (share 0.7) must wait while a start or stop (share 1) still goes."""
+    limiter = RateLimiter(redis_client, "app-share", 10)
+    assert [limiter.try_take(share=0.7) for _ in range(7)] == [0] * 7
+    assert limiter.try_take(share=0.7) > 0
+    assert [limiter.try_take() for _ in range(3)] == [0] * 3
+    assert limiter.try_take() > 0

@@ -12,6 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from rq import Queue
 
+from tests.conftest import with_default_storage
 from webhook_service import create_app
 from workers import keys
 from workers.config import Settings
@@ -21,15 +22,7 @@ STORAGE_SECRET = "api-test-storage-secret"
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(
-        settings,
-        agora_app_id="app",
-        storage_vendor=1,
-        storage_region=0,
-        storage_bucket="bucket",
-        storage_access_key="api-test-access-key",
-        storage_secret_key=STORAGE_SECRET,
-    )
+    return with_default_storage(settings, STORAGE_SECRET)
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from schemathesis.engine import Status, events, from_schema
 
-from tests.conftest import API_TOKEN, NCS_SECRET
+from tests.conftest import API_TOKEN, NCS_SECRET, with_default_storage
 from tests.factories import body_of, event, signed_headers
 from webhook_service import create_app
 from workers import keys
@@ -87,15 +87,7 @@ def _named(values: list[Any]) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(
-        settings,
-        agora_app_id="app",
-        storage_vendor=1,
-        storage_region=0,
-        storage_bucket="bucket",
-        storage_access_key="schemathesis-access-key",
-        storage_secret_key="schemathesis-secret-key",
-    )
+    return with_default_storage(settings)
 
 
 @pytest.fixture

@@ -19,6 +19,9 @@ import redis
 from workers import keys
 
 MARGIN_MS = 200
+#: Periodic queries of confirmed sessions use at most this share of the window, so that starts, stops and
+#: changes (the calls users feel) always find room when the budget is tight.
+POLL_SHARE = 0.7
 
 TAKE_LUA = """
 local key, limit, window = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -46,17 +49,19 @@ class RateLimiter:
         self._key = keys.rate_limit(app_id)
         self.per_second = per_second
 
-    def try_take(self) -> int:
-        """0 when a request may go now (and counts it), else milliseconds until one may."""
+    def try_take(self, share: float = 1.0) -> int:
+        """0 when a request may go now (and counts it), else milliseconds until one may. With ``share`` < 1
+        the request goes only while the window is less than that share full (see :data:`POLL_SHARE`)."""
         if self.per_second <= 0:
             return 0
-        return int(self._script(keys=[self._key], args=[self.per_second, 1000 + MARGIN_MS]))
+        limit = max(1, int(self.per_second * share))
+        return int(self._script(keys=[self._key], args=[limit, 1000 + MARGIN_MS]))
 
-    def take(self, max_wait_seconds: float = 1.0) -> bool:
+    def take(self, max_wait_seconds: float = 1.0, share: float = 1.0) -> bool:
         """Wait for a slot up to ``max_wait_seconds``; False if none came (the caller reschedules)."""
         deadline = time.monotonic() + max_wait_seconds
         while True:
-            wait_ms = self.try_take()
+            wait_ms = self.try_take(share)
             if wait_ms == 0:
                 return True
             if time.monotonic() + wait_ms / 1000 > deadline:

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workers.agora import AgoraApiError, AgoraError, AgoraRequestError, Outcome, RecordingReport
+from workers.files import FileEntry, merge_file
 from workers.recordings.machine import TERMINAL, Cause, Desired, SessionOutcome, State, edge
-from workers.recordings.model import AgoraSession, FileEntry, Recording, merge_file, recorder_uid
+from workers.recordings.model import AgoraSession, Recording, recorder_uid
 
 CONFIRM_AFTER = 5.0
 CONFIRM_BACKOFF = (5.0, 10.0, 15.0)

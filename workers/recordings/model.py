@@ -15,12 +15,8 @@ from typing import Any
 import msgspec
 
 from workers.agora.bodies import Mode
-from workers.events import as_int
-from workers.files import FileEntry as FileEntry
-from workers.files import files_from_event as files_from_event
-from workers.files import merge_file as merge_file
+from workers.files import FileEntry
 from workers.recordings.machine import TERMINAL, Desired, SessionOutcome, State
-from workers.sessions import SessionState
 
 
 class AgoraSession(msgspec.Struct, kw_only=True):
@@ -198,34 +194,6 @@ def recorder_uid(base: str, index: int) -> str:
     """The recorder uid for the ``index``-th rotation (Agora: use another uid after repeated failures)."""
     value = (int(base) - 1 + index * 7919) % (2**32 - 1) + 1
     return str(value)
-
-
-NORMAL_WEB_STOP_CODES = (0, 1)  # 71: user stopped, max_recording_hour
-
-
-def ended_outcome(state: SessionState, events: list[dict[str, Any]]) -> SessionOutcome | None:
-    """How a session ended according to its callbacks: ``exited`` (normal: idle exit, web max hours),
-    ``exited_abnormally`` (11 with exitStatus 1, web 71 with another code, 72), or None (still running).
-
-    A function of the set of callbacks, so any order and any duplicates give the same answer."""
-    for event in events:
-        details = event.get("details") or {}
-        if event["eventType"] == 72:
-            return SessionOutcome.EXITED_ABNORMALLY
-        if event["eventType"] == 71 and as_int(details.get("code")) not in NORMAL_WEB_STOP_CODES:
-            return SessionOutcome.EXITED_ABNORMALLY
-    if state.exited:
-        return SessionOutcome.EXITED_ABNORMALLY if state.exit_status == 1 else SessionOutcome.EXITED
-    return None
-
-
-def manifest(events: list[dict[str, Any]]) -> dict[str, FileEntry]:
-    """The file manifest a set of callbacks describes (each: ``sid``, ``eventType``, ``details``)."""
-    files: dict[str, FileEntry] = {}
-    for event in events:
-        for entry in files_from_event(event["sid"], event["eventType"], event.get("details") or {}):
-            merge_file(files, entry)
-    return files
 
 
 _ENCODER = msgspec.json.Encoder()

@@ -46,7 +46,7 @@ from workers.agora import (
 )
 from workers.config import Settings, current_settings
 from workers.notify import queue_notification
-from workers.ratelimit import RateLimiter
+from workers.ratelimit import POLL_SHARE, RateLimiter
 from workers.recordings.decide import (
     Call,
     Evidence,
@@ -233,7 +233,7 @@ class Runner:
                 self.save(rec, plan, token, len(commands))
                 return rec.state
             self._extend_lock(recording_id, token)
-            if not self.limiter.take():
+            if not self.limiter.take(share=self._share(rec, call)):
                 plan.call, plan.wake_at = None, now + RATE_LIMITED_RETRY_MS
                 self.save(rec, plan, token, len(commands))
                 return rec.state
@@ -246,6 +246,13 @@ class Runner:
             step.absorb(call, answer, error)
             self.save(rec, plan, token, len(commands), wake_at=step.now)
         return "continued"
+
+    @staticmethod
+    def _share(rec: Recording, call: Call) -> float:
+        """Polls of confirmed sessions leave part of the rate budget to everything else."""
+        if call.endpoint == "query" and rec.sessions[call.session].confirmed_ms is not None:
+            return POLL_SHARE
+        return 1.0
 
     def _extend_lock(self, recording_id: str, token: str) -> None:
         if not self._extend(keys=[keys.recording_lock(recording_id)], args=[token, LOCK_TTL_MS]):
