@@ -59,6 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.redis_server import free_port  # noqa: E402
 from tests.stack import Stack  # noqa: E402
+from workers.ratelimit import MARGIN_MS  # noqa: E402
 
 SCALE = 0.05  # real seconds per emulated second, for the emulator and the service alike
 HA_WINDOW = 90.0  # emulated seconds a session may be unseen (404) before it counts as gone
@@ -1033,14 +1034,16 @@ class Facts:
         return self.emulator.from_wall_ms(call["at"])
 
     def saturated(self, begin: float, end: float) -> float:
-        """Emulated seconds of [begin, end] in which the emulator got >= 80% of the rate limit in calls other
-        than 404s (1-real-second bins): time in which the service's calls queued for the shared limit."""
+        """Emulated seconds of [begin, end] in which the emulator got >= 80% of what the service may send in
+        calls other than 404s (1-real-second bins): time in which the service's calls queued for the shared
+        limit. The service sends at most RATE_LIMIT per (1 s + its safety margin), not RATE_LIMIT per second."""
         width = 1.0 / SCALE
         bins: Counter[int] = Counter()
         for stamp in self.stamps:
             if begin <= stamp < end:
                 bins[int((stamp - begin) // width)] += 1
-        return sum(width for count in bins.values() if count >= 0.8 * RATE_LIMIT)
+        budget = RATE_LIMIT * 1000 / (1000 + MARGIN_MS)
+        return sum(width for count in bins.values() if count >= 0.8 * budget)
 
     def cname_of(self, call: dict[str, Any]) -> str | None:
         """The channel of an Agora call: from its body (acquire, start, stop, ...) or its sid (query)."""

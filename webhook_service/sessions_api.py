@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 import redis
 from flask import Blueprint, Response, jsonify
@@ -11,7 +13,9 @@ from webhook_service.auth import require_token
 from webhook_service.http_errors import error_response
 from webhook_service.services import get_services
 from workers.redact import redact
-from workers.session_store import SessionView, read_session
+from workers.session_store import SessionSummary, read_session, read_summary
+
+T = TypeVar("T")
 
 bp = Blueprint("sessions", __name__, url_prefix="/v1/sessions")
 
@@ -20,16 +24,16 @@ bp = Blueprint("sessions", __name__, url_prefix="/v1/sessions")
 SID = re.compile(r"(?:task:)?[A-Za-z0-9_-]{1,128}")
 
 
-def _load(sid: str) -> SessionView | Response:
+def _load(sid: str, read: Callable[[redis.Redis, str], T | None]) -> T | Response:
     if not SID.fullmatch(sid):
         return _unknown(sid)
     try:
-        view = read_session(get_services().redis, sid)
+        found = read(get_services().redis, sid)
     except redis.RedisError:
         return error_response(503, "store_unavailable", "Redis is not answering; retry later")
-    if view is None:
+    if found is None:
         return _unknown(sid)
-    return view
+    return found
 
 
 def _unknown(sid: str) -> Response:
@@ -37,18 +41,18 @@ def _unknown(sid: str) -> Response:
     return error_response(404, "not_found", f"no session with sid {shown!r}", field="sid")
 
 
-def _session_summary(view: SessionView) -> dict[str, object]:
-    return {**view.state.summary(), "events": len(view.events), "duplicates": view.duplicates}
+def _session_summary(session: SessionSummary) -> dict[str, object]:
+    return {**session.state.summary(), "events": session.events, "duplicates": session.duplicates}
 
 
 @bp.get("/<sid>")
 @require_token
 def get_session(sid: str) -> Response:
-    """The session's last known status, derived from its callbacks."""
-    view = _load(sid)
-    if isinstance(view, Response):
-        return view
-    return jsonify(redact(_session_summary(view)))
+    """The session's last known status, derived from its callbacks (read without reading the callbacks)."""
+    summary = _load(sid, read_summary)
+    if isinstance(summary, Response):
+        return summary
+    return jsonify(redact(_session_summary(summary)))
 
 
 @bp.get("/<sid>/events")
@@ -56,7 +60,8 @@ def get_session(sid: str) -> Response:
 def get_events(sid: str) -> Response:
     """The session's callbacks in timeline order (sequence, then sendts); credentials they carry (event 100:
     the CDN stream key) are masked."""
-    view = _load(sid)
+    view = _load(sid, read_session)
     if isinstance(view, Response):
         return view
-    return jsonify(redact({"sid": sid, "session": _session_summary(view), "events": view.events}))
+    summary = SessionSummary(state=view.state, duplicates=view.duplicates, events=len(view.events))
+    return jsonify(redact({"sid": sid, "session": _session_summary(summary), "events": view.events}))
