@@ -7,7 +7,8 @@ redis-server:
 * baseline (the former path): ``read_session`` — every stored callback fetched and parsed — and the step's
   evidence computed from the parsed events, as every orchestration step did;
 * now: ``read_states`` — one field per session — which is what a step reads now.
-* ``GET /v1/sessions/{sid}`` through the Flask test client, for reference (it still counts by parsing).
+* ``GET /v1/sessions/{sid}``'s read: formerly ``read_session`` (every callback parsed to count them), now
+  ``read_summary`` (the state and ``HLEN``).
 
 Reported as milliseconds per read and as the ratio baseline / now. Knobs: BENCH_CALLBACKS (5000).
 """
@@ -35,7 +36,7 @@ from workers.files import files_from_event  # noqa: E402
 from workers.inbox import Inbox  # noqa: E402
 from workers.jobs import drain_batch  # noqa: E402
 from workers.recordings.runner import facts_of  # noqa: E402
-from workers.session_store import read_session, read_states  # noqa: E402
+from workers.session_store import read_session, read_states, read_summary  # noqa: E402
 from workers.sessions import apply_event  # noqa: E402
 
 CALLBACKS = int(os.environ.get("BENCH_CALLBACKS", "5000"))
@@ -104,6 +105,8 @@ def main() -> None:
             assert rebuilt is not None and rebuilt.files == state.files  # same files either way
             before_ms = timed(before, 5)
             after_ms = timed(after, 200)
+            get_before_ms = timed(lambda: read_session(connection, SID), 5)
+            get_after_ms = timed(lambda: read_summary(connection, SID), 200)
             print(
                 json.dumps(
                     {
@@ -112,6 +115,9 @@ def main() -> None:
                         "step_evidence_before_ms": round(before_ms, 2),
                         "step_evidence_after_ms": round(after_ms, 3),
                         "ratio": round(before_ms / after_ms, 1),
+                        "get_session_before_ms": round(get_before_ms, 2),
+                        "get_session_after_ms": round(get_after_ms, 3),
+                        "get_session_ratio": round(get_before_ms / get_after_ms, 1),
                     }
                 )
             )

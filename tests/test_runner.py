@@ -325,3 +325,21 @@ def test_a_lock_the_step_could_not_release_is_released_once_redis_is_back(
     runner._release = real_release  # type: ignore[assignment]
     assert runner_module.release_pending(redis_client) == 1
     assert not redis_client.exists(lock) and not runner_module.UNRELEASED
+
+
+def test_a_due_recording_whose_queued_job_was_lost_is_queued_again_at_once(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    """The queued flag names its job: when that job is gone (a killed worker, writes lost with a crashed
+    Redis), the next claim of the due timer queues a new one instead of waiting out the flag's TTL; a job
+    that still waits in the queue is left alone."""
+    waiting = create(redis_client, settings, "waiting")
+    lost = create(redis_client, settings, "lost")
+    flag = keys.recording_queued(lost)
+    redis_client.delete(f"rq:job:{redis_client.get(flag).decode()}")  # the job vanished with its worker
+    for recording_id in (waiting, lost):
+        redis_client.pexpire(keys.recording_queued(recording_id), 50_000)  # queued 10 s ago
+    assert fire_due(redis_client) == [lost]
+    new_job = redis_client.get(flag).decode()
+    assert redis_client.hget(f"rq:job:{new_job}", "status") == b"queued"
+    assert fire_due(redis_client) == []  # leased now

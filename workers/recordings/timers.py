@@ -6,10 +6,12 @@ jobs wait until another worker takes the lock over (a minute or more). Recording
 * every non-terminal recording has exactly one entry in the :data:`~workers.keys.TIMERS` sorted set (its id,
   scored with the due time in ms). Each step replaces it, in the same atomic save, with the time it next
   needs a look (:mod:`workers.recordings.store`), so wake-ups never stack;
-* every worker claims due timers once a second (:func:`fire_due`): one script moves each due entry a lease
+* every worker claims due timers twice a second (:func:`fire_due`): one script moves each due entry a lease
   ahead (if the step never runs, the timer fires again) and sets the recording's "queued" flag; only when the
   flag was not set is a step job queued. A step clears the flag first thing, so a wake-up while it runs
-  queues the next step;
+  queues the next step. The flag holds the queued job's id: when a due recording's flag names a job that
+  is gone (lost with a killed worker, or with the last second of writes of a crashed Redis) or that started
+  without clearing it, a new job is queued at once instead of after the flag's TTL;
 * callbacks and API commands wake a recording at once through the same flag (:func:`wake`).
 
 Times come from Redis (``TIME``), so workers on several machines agree on what is due.
@@ -18,10 +20,12 @@ Times come from Redis (``TIME``), so workers on several machines agree on what i
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import cast
 
 import redis
 from rq import Queue
+from rq.job import Job
 
 from workers import keys
 
@@ -48,19 +52,21 @@ MAX_CALLS_PER_STEP = 4
 STEP_JOB_TIMEOUT = 600
 
 # KEYS: timers, stats. ARGV: limit, lease ms, queued-key prefix, queued-key suffix, queued ttl ms.
-# Answers the ids whose step must be queued now.
+# Answers {ids whose step must be queued now, ids due whose flag was already set}.
 CLAIM_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
-local out = {}
+local out, held = {}, {}
 local late = 0
 for i = 1, #due, 2 do
   local id = due[i]
   late = math.max(late, now - tonumber(due[i + 1]))
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id)
-  if redis.call('SET', ARGV[3] .. id .. ARGV[4], '1', 'NX', 'PX', tonumber(ARGV[5])) then
+  if redis.call('SET', ARGV[3] .. id .. ARGV[4], 'claimed', 'NX', 'PX', tonumber(ARGV[5])) then
     table.insert(out, id)
+  else
+    table.insert(held, id)
   end
 end
 if #due > 0 then
@@ -68,7 +74,7 @@ if #due > 0 then
   local held = tonumber(redis.call('HGET', KEYS[2], 'timer_claim_late_max_ms') or '0')
   if late > held then redis.call('HSET', KEYS[2], 'timer_claim_late_max_ms', late) end
 end
-return out
+return {out, held}
 """
 
 # KEYS: stats. ARGV: field, value. Keeps the maximum.
@@ -79,34 +85,82 @@ return 0
 """
 
 
-def enqueue_step(connection: redis.Redis, recording_id: str) -> None:
-    """Queue one step job (callers hold the recording's "queued" flag)."""
+def enqueue_step(connection: redis.Redis, recording_id: str, job_id: str | None = None) -> None:
+    """Queue one step job (callers hold the recording's "queued" flag, which names the job)."""
     Queue(keys.DEFAULT_QUEUE, connection=connection).enqueue(
-        ADVANCE, recording_id, job_timeout=STEP_JOB_TIMEOUT, result_ttl=0, failure_ttl=7 * 86400
+        ADVANCE,
+        recording_id,
+        job_id=job_id,
+        job_timeout=STEP_JOB_TIMEOUT,
+        result_ttl=0,
+        failure_ttl=7 * 86400,
     )
+
+
+def _job_id() -> str:
+    return "acr-step-" + secrets.token_hex(10)
 
 
 def wake(connection: redis.Redis, recording_id: str) -> bool:
     """Queue a step for the recording now, unless one is queued already; True if one was queued."""
-    if not connection.set(keys.recording_queued(recording_id), 1, nx=True, px=QUEUED_TTL_MS):
+    job_id = _job_id()
+    if not connection.set(keys.recording_queued(recording_id), job_id, nx=True, px=QUEUED_TTL_MS):
         return False
-    enqueue_step(connection, recording_id)
+    enqueue_step(connection, recording_id, job_id)
     return True
 
 
 def fire_due(connection: redis.Redis, limit: int = CLAIM_BATCH) -> list[str]:
-    """Claim every due timer (up to ``limit``) and queue a step for each recording not queued already."""
+    """Claim every due timer (up to ``limit``) and queue a step for each recording not queued already, or
+    whose queued job was lost."""
     prefix, _, suffix = keys.recording_queued("\0").partition("\0")
-    ids = cast(
-        list[bytes],
+    claimed, held = cast(
+        list[list[bytes]],
         connection.register_script(CLAIM_LUA)(
             keys=[keys.TIMERS, keys.STATS], args=[limit, LEASE_MS, prefix, suffix, QUEUED_TTL_MS]
         ),
     )
-    fired = [i.decode() for i in ids]
-    for recording_id in fired:
-        enqueue_step(connection, recording_id)
-    return fired
+    fired = [i.decode() for i in claimed]
+    lost = _lost_jobs(connection, [i.decode() for i in held])
+    for recording_id in fired + lost:
+        job_id = _job_id()
+        connection.set(keys.recording_queued(recording_id), job_id, px=QUEUED_TTL_MS)
+        enqueue_step(connection, recording_id, job_id)
+    if lost:
+        log.warning("lost step jobs queued again", extra={"count": len(lost)})
+    return fired + lost
+
+
+#: A queued flag younger than this may name a job still being written: never called lost.
+LOST_AFTER_MS = 3000
+
+
+def _lost_jobs(connection: redis.Redis, recording_ids: list[str]) -> list[str]:
+    """Of these recordings (due, flag set), those whose flagged job no longer waits in the queue."""
+    if not recording_ids:
+        return []
+    pipe = connection.pipeline(transaction=False)
+    for recording_id in recording_ids:
+        pipe.get(keys.recording_queued(recording_id))
+        pipe.pttl(keys.recording_queued(recording_id))
+    answers = pipe.execute()
+    candidates: list[tuple[str, str]] = []
+    for index, recording_id in enumerate(recording_ids):
+        value, ttl = answers[2 * index], answers[2 * index + 1]
+        if not isinstance(value, bytes) or value == b"claimed" or QUEUED_TTL_MS - int(ttl) < LOST_AFTER_MS:
+            continue
+        candidates.append((recording_id, value.decode()))
+    if not candidates:
+        return []
+    pipe = connection.pipeline(transaction=False)
+    for _, job_id in candidates:
+        pipe.hget(Job.key_for(job_id), "status")
+    statuses = pipe.execute()
+    return [
+        recording_id
+        for (recording_id, _), status in zip(candidates, statuses, strict=True)
+        if status != b"queued"
+    ]
 
 
 def soon(connection: redis.Redis, recording_id: str, delay_ms: int) -> None:
