@@ -2,11 +2,15 @@
 
 Runs the service as deployed (``tests/stack.Stack``: redis-server with its append-only file, the Procfile's
 gunicorn ``web`` and two ``rq worker`` processes) against the Agora emulator as its own process
-(``python -m agora_emulator --time-scale 0.05 --rate-limit 10``; the service gets RECORDING_TIME_SCALE=0.05 so
-both clocks agree: one real second is 20 emulated seconds).
+(``python -m agora_emulator --time-scale 0.05``; the service gets RECORDING_TIME_SCALE=0.05 so both clocks
+agree: one real second is 20 emulated seconds). Agora's budget of 10 requests per second is kept in emulated
+time by default (``--rate-limit 200`` real requests per second for the emulator and the service alike), so
+two dozen recordings load it as two dozen recordings would load Agora; ``--rate-limit 10`` keeps it in real
+time instead, which loads the budget twenty times harder (the fleet benchmark's territory) and stretches
+every limit below by the time it was saturated.
 
 Scenario (``--recordings 24 --seed N``): recordings across modes (individual, mix, web, web + rtmpUrls), each
-on its own channel, created within a few seconds and stopped after 3-6 emulated minutes. NCS loss, duplicates
+on its own channel, created within a few seconds and stopped after 10-20 emulated minutes. NCS loss, duplicates
 and reordering on every channel; per channel one of ``die``, ``failover``, ``abnormal_exit``,
 ``capability_limit`` (web), ``backup``, scripted answers on start (5xx x2, 206/65 x2), on query (504/62 x2), a
 429, and ``slow`` starts (answered after the service's read timeout) when the emulator knows that fault.
@@ -19,9 +23,8 @@ The ledger (a table, then a JSON summary; exit code 1 when a check fails):
 2. recorded from shortly after creation until the stop: the first task starts within 90 s of the creation,
    and the union of the emulator's live tasks on the channel covers [first task start, stop] with no gap over
    the 90 s HA window (210 s after a silent death or an exit whose callbacks never arrived: only the next
-   query, every 120 s, can see those). Both limits grow by the time the emulator's 10/s limit was saturated
-   (10/s is real time while the rest runs 20x faster, so 24 recordings queue up for Agora) and by the time
-   Redis was down; a recording that ends without any task of its own ever running fails;
+   query, every 120 s, can see those). Both limits grow by the time the emulator's rate limit was saturated
+   and by the time Redis was down; a recording that ends without any task of its own ever running fails;
 3. no task alive in the emulator once everything is terminal, no two live tasks at once on one channel;
 4. every callback the emulator got a 200 for is stored exactly once (``/v1/sessions/{sid}/events``);
 5. every file the emulator uploaded, when the upload result reached the service, is in the manifest as
@@ -1098,6 +1101,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/soak.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--recordings", type=int, default=24)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=200,
+        help="Agora requests per real second (200: Agora's 10/s in emulated time; 10: in real time)",
+    )
     parser.add_argument("--create-within", type=float, default=3.0, help="real seconds to create them all in")
     parser.add_argument(
         "--settle", type=float, default=150.0, help="real seconds to wait for terminal states"
@@ -1122,6 +1131,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    global RATE_LIMIT
+    RATE_LIMIT = args.rate_limit
     signal.signal(signal.SIGTERM, _interrupt)
     soak = Soak(args)
     soak.plans = make_plans(args.recordings, args.seed, [float(x) for x in args.slow_delays.split(",")])

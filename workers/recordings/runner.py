@@ -249,10 +249,13 @@ class Runner:
 
     @staticmethod
     def _share(rec: Recording, call: Call) -> float:
-        """Polls of confirmed sessions leave part of the rate budget to everything else."""
-        if call.endpoint == "query" and rec.sessions[call.session].confirmed_ms is not None:
-            return POLL_SHARE
-        return 1.0
+        """Routine polls of confirmed sessions leave part of the rate budget to everything else (queries that
+        follow up a 404 are not routine: they decide whether a session died)."""
+        if call.endpoint != "query":
+            return 1.0
+        session = rec.sessions[call.session]
+        routine = session.confirmed_ms is not None and session.missing_since_ms is None
+        return POLL_SHARE if routine else 1.0
 
     def _extend_lock(self, recording_id: str, token: str) -> None:
         if not self._extend(keys=[keys.recording_lock(recording_id)], args=[token, LOCK_TTL_MS]):
