@@ -20,7 +20,7 @@ import redis
 
 from workers import keys
 
-ALIVE_TTL_MS = 5000
+ALIVE_TTL_MS = 3000
 HEARTBEAT_SECONDS = 1.0
 
 # KEYS: lock. ARGV: expected value, new value, ttl ms. 1 when taken over.
