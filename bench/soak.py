@@ -24,7 +24,9 @@ The ledger (a table, then a JSON summary; exit code 1 when a check fails):
    and the union of the emulator's live tasks on the channel covers [first task start, stop] with no gap over
    the 90 s HA window (210 s after a silent death or an exit whose callbacks never arrived: only the next
    query, every 120 s, can see those). Both limits grow by the time the emulator's rate limit was saturated
-   and by the time Redis was down; a recording that ends without any task of its own ever running fails;
+   and by the time Redis was down, and a silent death's by one more HA window when Redis was down during it
+   (a run of 404s counts only while it is watched, so an outage starts it again); a recording that ends
+   without any task of its own ever running fails;
 3. no task alive in the emulator once everything is terminal, no two live tasks at once on one channel;
 4. every callback the emulator got a 200 for is stored exactly once (``/v1/sessions/{sid}/events``);
 5. every file the emulator uploaded, when the upload result reached the service, is in the manifest as
@@ -657,7 +659,12 @@ class Soak:
                 limit = HA_WINDOW
                 if before is not None and facts.death_unannounced(before):
                     limit = HA_WINDOW + QUERY_EVERY
-                limit += facts.saturated(gap_start, gap_end) + self.outage(gap_start, gap_end)
+                outage = self.outage(gap_start, gap_end)
+                limit += facts.saturated(gap_start, gap_end) + outage
+                if outage and before is not None and facts.death_unannounced(before):
+                    # A run of 404s counts only while watched (docs/orchestration.md): Redis down in the
+                    # middle of it starts the 90 s window again once it is back.
+                    limit += HA_WINDOW
                 if where is None or gap_end - gap_start - limit > worst - worst_limit:
                     worst, worst_limit, where = gap_end - gap_start, limit, (gap_start, gap_end)
             row.update(maxGap=round(worst, 1), gapLimit=round(worst_limit))

@@ -76,7 +76,10 @@ log = logging.getLogger(__name__)
 
 TIMELINE_CAP = 2000
 BUSY_RETRY_MS = 2000
-RATE_LIMITED_RETRY_MS = 500
+#: A step waits this long at most for a rate-limit slot; beyond, it sets its timer for when one frees (plus
+#: jitter) and gives the worker back: a saturated budget must not hold every worker in a wait.
+SLOT_WAIT_MS = 150
+RATE_LIMITED_JITTER_MS = 100
 
 # KEYS: lock, document, timeline, timers, active index, commands, then sid->recording keys, then claim keys
 # ARGV: token, document, id, wake at (-1: none), terminal (0/1), retention s, updated ms, commands to drop,
@@ -233,8 +236,9 @@ class Runner:
                 self.save(rec, plan, token, len(commands))
                 return rec.state
             self._extend_lock(recording_id, token)
-            if not self.limiter.take(share=self._share(rec, call)):
-                plan.call, plan.wake_at = None, now + RATE_LIMITED_RETRY_MS
+            wait_ms = self._slot(self._share(rec, call))
+            if wait_ms:  # no slot soon: give the worker back and come again when one frees
+                plan.call, plan.wake_at = None, now + wait_ms + secrets.randbelow(RATE_LIMITED_JITTER_MS)
                 self.save(rec, plan, token, len(commands))
                 return rec.state
             step.sending(call)
@@ -246,6 +250,14 @@ class Runner:
             step.absorb(call, answer, error)
             self.save(rec, plan, token, len(commands), wake_at=step.now)
         return "continued"
+
+    def _slot(self, share: float) -> int:
+        """Take a rate-limit slot, waiting up to SLOT_WAIT_MS; 0 when taken, else milliseconds to wait."""
+        wait_ms = self.limiter.try_take(share)
+        if 0 < wait_ms <= SLOT_WAIT_MS:
+            time.sleep(wait_ms / 1000)
+            wait_ms = self.limiter.try_take(share)
+        return wait_ms
 
     @staticmethod
     def _share(rec: Recording, call: Call) -> float:
