@@ -734,3 +734,24 @@ def test_404s_answered_late_every_time_still_end_the_session_after_the_limit() -
         Step(rec, Evidence(), now, timing).absorb(Call("query", 0), None, not_found)
         assert now - first <= timing.ms(MISSING_LIMIT + 55)
     assert session.outcome == SessionOutcome.DIED and now - first >= timing.ms(MISSING_LIMIT)
+
+
+def test_a_fatal_error_callback_brings_the_next_query_forward_once() -> None:
+    """Agora says to query on a fatal error (event 1, errorLevel 5): its exit callback may be lost, so the
+    poll two minutes away is brought forward to 5 s; the same error seen again moves nothing."""
+    from workers.recordings.decide import CONFIRM_AFTER, Evidence, SessionFacts, Step, Timing
+    from workers.recordings.machine import State
+    from workers.recordings.model import AgoraSession, Recording
+
+    timing, now = Timing(), 1_000_000
+    rec = Recording(id="rec_x", cname="c", mode="mix", uid="5", request={}, created_ms=0, updated_ms=0)
+    rec.state = State.RECORDING
+    session = AgoraSession(resource_id="r", uid="5", acquired_ms=0, sid="s", started_ms=0, confirmed_ms=1)
+    session.next_query_ms = now + timing.ms(100)
+    rec.sessions.append(session)
+    evidence = Evidence(sessions={"s": SessionFacts(sid="s", uids=frozenset({"5"}), fatal_error="3:1:1:x")})
+    plan = Step(rec, evidence, now, timing).decide()
+    assert session.next_query_ms == now + timing.ms(CONFIRM_AFTER) and plan.wake_at == session.next_query_ms
+    session.next_query_ms = now + timing.ms(100)
+    Step(rec, evidence, now + 1, timing).decide()
+    assert session.next_query_ms == now + timing.ms(100)

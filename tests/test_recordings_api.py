@@ -193,7 +193,7 @@ def test_stop_update_layout_are_commands(
     late = client.post(f"/v1/recordings/{mix}/update", json=subscribe, headers=auth)
     assert late.status_code == 202  # the worker has not taken the stop yet; it drops changes after a stop
     commands = [msgspec.json.decode(c) for c in redis_client.lrange(keys.recording_commands(mix), 0, -1)]
-    assert [c["op"] for c in commands] == ["layout", "update", "stop", "stop", "update"]
+    assert [c["op"] for c in commands] == ["layout", "update", "stop", "update"]  # a stop is queued once
     assert commands[0]["body"]["layoutConfig"][0] == {"x_axis": 0, "y_axis": 0, "width": 0.5, "height": 0.5}
 
 
@@ -214,3 +214,31 @@ def test_openapi_document_lists_every_route(client: FlaskClient, app: Flask) -> 
         if rule.rule.startswith("/v1/recordings")
     }
     assert served <= set(document["paths"])
+
+
+def test_pending_changes_are_capped_and_a_stop_is_queued_once(client, auth, redis_client) -> None:
+    """Changes beyond 100 waiting for a worker get a 429 naming the recording; a stop always gets in, and
+    repeated stops queue it once."""
+    from workers.recordings.store import MAX_PENDING_COMMANDS
+
+    recording_id = client.post("/v1/recordings", json={"cname": "busy", "mode": "mix"}, headers=auth).json[
+        "id"
+    ]
+    change = {"streamSubscribe": {"audioUidList": {"subscribeAudioUids": ["1"]}}}
+    for _ in range(MAX_PENDING_COMMANDS):
+        assert (
+            client.post(f"/v1/recordings/{recording_id}/update", json=change, headers=auth).status_code == 202
+        )
+    refused = client.post(f"/v1/recordings/{recording_id}/update", json=change, headers=auth)
+    assert (
+        refused.status_code == 429
+        and refused.json["error"]["field"] == "id"
+        and refused.headers["Retry-After"]
+    )
+    for _ in range(3):
+        assert client.post(f"/v1/recordings/{recording_id}/stop", headers=auth).status_code == 202
+    ops = [
+        msgspec.json.decode(c)["op"]
+        for c in redis_client.lrange(keys.recording_commands(recording_id), 0, -1)
+    ]
+    assert ops.count("stop") == 1 and len(ops) == MAX_PENDING_COMMANDS + 1

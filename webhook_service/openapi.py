@@ -344,6 +344,7 @@ def _accepted(description: str) -> dict[str, Any]:
 _CHANGE_ANSWERS = {
     "202": _accepted("queued; a worker applies it in order"),
     "409": _error("the recording is stopping or over"),
+    "429": _error("too many changes wait for a worker already (at most 100); retry later"),
 }
 
 _NOTICE = {

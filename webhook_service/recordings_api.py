@@ -27,6 +27,7 @@ from workers.recordings.store import (
     MAX_LIST,
     IdempotencyConflictError,
     RecordingSpec,
+    TooManyCommandsError,
     check_change,
     check_json_bounds,
     create_recording,
@@ -230,7 +231,14 @@ def _change(recording: Recording, kind: str) -> Response:
         return error_response(
             409, "conflict", f"the recording is {recording.state} (desired: {recording.desired})", field="id"
         )
-    send_command(get_services().redis, recording.id, {"op": kind, "body": checked})
+    try:
+        send_command(get_services().redis, recording.id, {"op": kind, "body": checked})
+    except TooManyCommandsError:
+        response = error_response(
+            429, "too_many_pending_changes", "too many changes wait for a worker; retry later", field="id"
+        )
+        response.headers["Retry-After"] = "5"
+        return response
     return _accepted(recording)
 
 

@@ -123,3 +123,8 @@ TIMERS = f"{PREFIX}:timers"
 def worker_alive(holder: str) -> str:
     """Present while a worker process lives (refreshed every second; see workers/recordings/liveness.py)."""
     return f"{PREFIX}:alive:{holder}"
+
+
+def recording_stop_asked(recording_id: str) -> str:
+    """Set when the API queued a stop for the recording (a stop is queued once)."""
+    return f"{PREFIX}:rec:{recording_id}:stop_asked"

@@ -85,6 +85,7 @@ class SessionFacts:
     ended: SessionOutcome | None = None  # EXITED or EXITED_ABNORMALLY
     upload: str | None = None  # uploaded | backed_up (31 / 32)
     files: tuple[FileEntry, ...] = ()
+    fatal_error: str | None = None  # the newest event 1 with errorLevel 5, as a stable mark
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,12 @@ class Step:
                     rec.last_upload_change_ms = self.now
             if session.live and facts.ended is not None:
                 self._ended_by_callbacks(session, facts.ended)
+            elif session.live and facts.fatal_error and facts.fatal_error != session.fatal_error:
+                # Agora: on a fatal error (1, errorLevel 5) query and act; its exit callback may be lost.
+                session.fatal_error = facts.fatal_error
+                if session.next_query_ms is None or session.next_query_ms > self.after(CONFIRM_AFTER):
+                    session.next_query_ms = self.after(CONFIRM_AFTER)
+                self.decision("fatal error reported: querying the session", sid=session.sid)
 
     def _found(self, sid: str) -> None:
         """A task on our channel with one of our uids whose sid none of our sessions has: adopt it if it can

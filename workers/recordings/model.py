@@ -17,6 +17,7 @@ import msgspec
 from workers.agora.bodies import Mode
 from workers.files import FileEntry
 from workers.recordings.machine import TERMINAL, Desired, SessionOutcome, State
+from workers.redact import redact
 
 
 class AgoraSession(msgspec.Struct, kw_only=True):
@@ -45,6 +46,7 @@ class AgoraSession(msgspec.Struct, kw_only=True):
     first_missing_ms: int | None = None  # first 404 since the last answer that found the task
     next_query_ms: int | None = None  # the next query is due then (every live session has one)
     query_failures: int = 0
+    fatal_error: str | None = None  # the fatal error (1, errorLevel 5) already reacted to
     exit_seen_ms: int | None = None  # callbacks first said it ended normally (settle window starts)
     stop_wanted: bool = False  # a stray or unconfirmed task to stop, although the recording goes on
     retry_stop_at_ms: int | None = None
@@ -157,7 +159,7 @@ class Recording(msgspec.Struct, kw_only=True):
             "uid": self.uid,
             "state": self.state,
             "desiredState": self.desired,
-            "reason": self.reason,
+            "reason": redact(self.reason),
             "attempts": self.start_attempts,
             "restarts": self.restarts,
             "createdMs": self.created_ms,
@@ -171,7 +173,7 @@ class Recording(msgspec.Struct, kw_only=True):
             "backedUpFiles": [f.name for f in files if f.status == "backed_up"],
             "filesInDoubt": list(self.files_in_doubt),
             "uploadStuck": self.state == State.UPLOAD_UNCONFIRMED,
-            "lastError": self.last_error,
+            "lastError": redact(self.last_error),
             "nextWakeMs": self.wake_at_ms,
             "config": public_config(self.request),
         }
@@ -180,8 +182,6 @@ class Recording(msgspec.Struct, kw_only=True):
 def public_config(value: Any) -> Any:
     """A request as the API and notifications show it: redacted by rule (:mod:`workers.redact`), same shape,
     every credential-like field ``"***"``, URLs without userinfo, query, fragment or RTMP stream key."""
-    from workers.redact import redact
-
     return redact(value)
 
 

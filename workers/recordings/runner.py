@@ -45,6 +45,7 @@ from workers.agora import (
     from_json_dict,
 )
 from workers.config import Settings, current_settings
+from workers.events import as_int
 from workers.notify import queue_notification
 from workers.ratelimit import POLL_SHARE, RateLimiter
 from workers.recordings.decide import (
@@ -75,6 +76,7 @@ from workers.sessions import SessionState
 log = logging.getLogger(__name__)
 
 TIMELINE_CAP = 2000
+FATAL_ERROR_LEVEL = 5
 BUSY_RETRY_MS = 2000
 #: A step waits this long at most for a rate-limit slot; beyond, it sets its timer for when one frees (plus
 #: jitter) and gives the worker back: a saturated budget must not hold every worker in a wait.
@@ -129,7 +131,16 @@ def facts_of(state: SessionState) -> SessionFacts:
         ended=None if ended is None else SessionOutcome(ended),
         upload=state.upload if state.upload in ("uploaded", "backed_up") else None,
         files=tuple(state.files.values()),
+        fatal_error=fatal_mark(state),
     )
+
+
+def fatal_mark(state: SessionState) -> str | None:
+    """A stable mark of the session's newest error callback when it is fatal (errorLevel 5), else None."""
+    error = state.last_error
+    if not error or as_int(error.get("errorLevel")) != FATAL_ERROR_LEVEL:
+        return None
+    return ":".join(str(part) for part in state.error_key)
 
 
 #: Locks this process could not release because Redis was unreachable (see :func:`release_pending`).

@@ -345,15 +345,43 @@ def load(connection: redis.Redis, recording_id: str) -> Recording | None:
     return decode(raw) if isinstance(raw, bytes) else None
 
 
+#: At most this many changes (update, layout) wait for a worker per recording; a stop always gets in.
+MAX_PENDING_COMMANDS = 100
+STOP_ASKED_TTL = 3600
+
+
+# KEYS: stop-asked flag, commands, timeline. ARGV: command, flag ttl, timeline entry.
+QUEUE_STOP_LUA = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+  redis.call('RPUSH', KEYS[3], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+class TooManyCommandsError(Exception):
+    """The recording's command list is full (workers are behind, or a client floods it)."""
+
+
 def send_command(connection: redis.Redis, recording_id: str, command: dict[str, Any]) -> None:
-    """Append a command for the recording and wake it to apply it."""
-    pipe = connection.pipeline(transaction=True)
-    pipe.rpush(keys.recording_commands(recording_id), msgspec.json.encode(command))
-    pipe.rpush(
-        keys.recording_timeline(recording_id),
-        msgspec.json.encode({"ts": int(time.time() * 1000), "kind": "api", "what": command["op"]}),
-    )
-    pipe.execute()
+    """Append a command for the recording and wake it to apply it. A stop is appended once (repeated stops
+    add nothing); other commands raise TooManyCommandsError beyond MAX_PENDING_COMMANDS waiting."""
+    commands = keys.recording_commands(recording_id)
+    entry = msgspec.json.encode({"ts": int(time.time() * 1000), "kind": "api", "what": command["op"]})
+    if command["op"] == "stop":  # the flag and the command in one step: a stop is never half-queued
+        connection.register_script(QUEUE_STOP_LUA)(
+            keys=[keys.recording_stop_asked(recording_id), commands, keys.recording_timeline(recording_id)],
+            args=[msgspec.json.encode(command), STOP_ASKED_TTL, entry],
+        )
+    else:
+        if int(connection.llen(commands)) >= MAX_PENDING_COMMANDS:
+            raise TooManyCommandsError(recording_id)
+        pipe = connection.pipeline(transaction=True)
+        pipe.rpush(commands, msgspec.json.encode(command))
+        pipe.rpush(keys.recording_timeline(recording_id), entry)
+        pipe.execute()
     wake(connection, recording_id)
 
 
