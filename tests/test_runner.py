@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -337,8 +338,11 @@ def test_a_due_recording_whose_queued_job_was_lost_is_queued_again_at_once(
     lost = create(redis_client, settings, "lost")
     flag = keys.recording_queued(lost)
     redis_client.delete(f"rq:job:{redis_client.get(flag).decode()}")  # the job vanished with its worker
+    assert fire_due(redis_client) == []  # both queued just now: looked at again in 5 s, not after a lease
     for recording_id in (waiting, lost):
         redis_client.pexpire(keys.recording_queued(recording_id), 50_000)  # queued 10 s ago
+        assert redis_client.zscore(keys.TIMERS, recording_id) < time.time() * 1000 + 6000
+        redis_client.zadd(keys.TIMERS, {recording_id: 0})  # 5 s later
     assert fire_due(redis_client) == [lost]
     new_job = redis_client.get(flag).decode()
     assert redis_client.hget(f"rq:job:{new_job}", "status") == b"queued"

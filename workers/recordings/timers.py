@@ -39,6 +39,8 @@ LEASE_MS = 60_000
 #: The "queued" flag expires after this long, so a lost job cannot silence a recording for good.
 QUEUED_TTL_MS = LEASE_MS
 CLAIM_BATCH = 200
+#: A due recording whose step is queued already is looked at again this soon (is its job still there?).
+RECHECK_MS = 5000
 
 #: The longest one Agora call may take: ``AgoraClient.worst_case_seconds()`` with the longest read timeout
 #: the settings allow (5 hosts x (3.05 s + 15 s) + 16 s of pauses = 106 s); the runner refuses a client
@@ -51,7 +53,7 @@ LOCK_TTL_MS = 150_000
 MAX_CALLS_PER_STEP = 4
 STEP_JOB_TIMEOUT = 600
 
-# KEYS: timers, stats. ARGV: limit, lease ms, queued-key prefix, queued-key suffix, queued ttl ms.
+# KEYS: timers, stats. ARGV: limit, lease ms, queued-key prefix, queued-key suffix, queued ttl ms, recheck ms.
 # Answers {ids whose step must be queued now, ids due whose flag was already set}.
 CLAIM_LUA = """
 local t = redis.call('TIME')
@@ -62,10 +64,12 @@ local late = 0
 for i = 1, #due, 2 do
   local id = due[i]
   late = math.max(late, now - tonumber(due[i + 1]))
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id)
   if redis.call('SET', ARGV[3] .. id .. ARGV[4], 'claimed', 'NX', 'PX', tonumber(ARGV[5])) then
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id)
     table.insert(out, id)
   else
+    -- a step is queued already (or its job was lost): look again soon, not after a whole lease
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[6]), id)
     table.insert(held, id)
   end
 end
@@ -117,7 +121,8 @@ def fire_due(connection: redis.Redis, limit: int = CLAIM_BATCH) -> list[str]:
     claimed, held = cast(
         list[list[bytes]],
         connection.register_script(CLAIM_LUA)(
-            keys=[keys.TIMERS, keys.STATS], args=[limit, LEASE_MS, prefix, suffix, QUEUED_TTL_MS]
+            keys=[keys.TIMERS, keys.STATS],
+            args=[limit, LEASE_MS, prefix, suffix, QUEUED_TTL_MS, RECHECK_MS],
         ),
     )
     fired = [i.decode() for i in claimed]
