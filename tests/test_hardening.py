@@ -20,7 +20,6 @@ from rq import Queue
 
 from tests.conftest import NCS_SECRET, with_default_storage
 from tests.factories import body_of, event, signed_headers
-from webhook_service import create_app
 from workers import keys
 from workers.config import Settings
 from workers.errors import EventError
@@ -48,11 +47,6 @@ def deep_text(levels: int = DEEP) -> str:
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return with_default_storage(settings)
-
-
-@pytest.fixture
-def app(settings: Settings) -> Flask:
-    return create_app(settings)
 
 
 @pytest.fixture(autouse=True)

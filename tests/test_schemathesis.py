@@ -31,7 +31,6 @@ from schemathesis.engine import Status, events, from_schema
 
 from tests.conftest import API_TOKEN, NCS_SECRET, with_default_storage
 from tests.factories import body_of, event, signed_headers
-from webhook_service import create_app
 from workers import keys
 from workers.config import Settings
 from workers.jobs import drain_batch
@@ -88,11 +87,6 @@ def _named(values: list[Any]) -> dict[str, dict[str, Any]]:
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return with_default_storage(settings)
-
-
-@pytest.fixture
-def app(settings: Settings) -> Flask:
-    return create_app(settings)
 
 
 @pytest.fixture
