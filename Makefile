@@ -1,6 +1,7 @@
 # Newcomer path: `make run` (whole service in the foreground) and `make test` (whole suite).
 # Both install what is missing first: a virtualenv in .venv with the package and its extras, and a
-# redis-server from the system package manager when none is on PATH.
+# redis-server (and, for `make test`, promtool from Debian's prometheus) from the system package manager when
+# none is on PATH.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -9,12 +10,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test bench soak lint deps system-redis system-wrk clean
+.PHONY: run test bench soak lint deps system-redis system-wrk system-promtool clean
 
 run: deps system-redis
 	$(BIN)/python -m webhook_service.devserver
 
-test: deps system-redis
+test: deps system-redis system-promtool
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: deps system-redis system-wrk
@@ -55,6 +56,10 @@ system-redis:
 
 system-wrk:
 	$(call apt_install,wrk,wrk)
+
+# promtool checks deploy/prometheus/alerts.yml in the test suite.
+system-promtool:
+	$(call apt_install,promtool,prometheus)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

@@ -7,7 +7,16 @@ import logging
 import redis
 from flask import Flask
 
-from webhook_service import health, http_errors, metrics, openapi, recordings_api, sessions_api
+from webhook_service import (
+    cli,
+    deadletters_api,
+    health,
+    http_errors,
+    metrics,
+    openapi,
+    recordings_api,
+    sessions_api,
+)
 from webhook_service.receiver import NcsReceiver
 from webhook_service.services import EXTENSION_KEY, Services
 from workers.config import Settings
@@ -50,6 +59,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(recordings_api.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(metrics.bp)
+    app.register_blueprint(deadletters_api.bp)
+    cli.init_app(app)
     app.wsgi_app = NcsReceiver(  # type: ignore[method-assign]
         app.wsgi_app, inbox, settings.ncs_secrets, settings.ncs_max_body_bytes
     )

@@ -18,6 +18,7 @@ from flask import Blueprint, Response, jsonify
 
 from webhook_service.recordings_api import MAX_BODY_BYTES, MAX_CURSOR, MAX_IDEMPOTENCY_KEY
 from webhook_service.sessions_api import SID
+from workers import deadletters
 from workers.agora.bodies import (
     RecordingConfig,
     RecordingFileConfig,
@@ -400,6 +401,99 @@ _SESSION_SUMMARY = {
 }
 
 
+_DEAD_LETTER = {
+    "type": "object",
+    "required": ["id", "kind", "reason", "atMs", "at", "retried"],
+    "description": "something that failed for good, and what a retry needs (never a secret)",
+    "properties": {
+        "id": {"type": "string", "pattern": f"^{deadletters.ENTRY_ID.pattern}$"},
+        "kind": {"enum": list(deadletters.KINDS)},
+        "reason": {"type": "string"},
+        "atMs": {"type": "integer"},
+        "at": {"type": "string", "description": "ISO 8601, UTC"},
+        "partition": {"type": ["integer", "null"], "description": "callback, drain_job: the inbox partition"},
+        "recordingId": {"type": ["string", "null"], "description": "step_job, notification"},
+        "webhookId": {"type": ["string", "null"], "description": "notification"},
+        "type": {"type": ["string", "null"], "description": "notification: its type"},
+        "noticeId": {"type": ["string", "null"], "description": "callback"},
+        "jobId": {"type": ["string", "null"], "description": "drain_job, step_job: the RQ job"},
+        "body": {"description": "callback: the stored body, credentials masked (text when not JSON)"},
+        "retried": {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "required": ["atMs", "at", "times"],
+                    "properties": {
+                        "atMs": {"type": "integer"},
+                        "at": {"type": "string"},
+                        "times": {"type": "integer", "minimum": 1},
+                    },
+                },
+                {"type": "null"},
+            ],
+            "description": "when it was last retried, and how often (null: never)",
+        },
+    },
+}
+
+_DELIVERY = {
+    "type": "object",
+    "required": [
+        "webhookId",
+        "type",
+        "recordingId",
+        "createdMs",
+        "attempts",
+        "delivered",
+        "deliveredMs",
+        "exhausted",
+        "pending",
+        "redeliveries",
+    ],
+    "properties": {
+        "webhookId": {"type": "string", "description": "the webhook-id header, the same on every attempt"},
+        "type": {"type": ["string", "null"]},
+        "recordingId": {"type": ["string", "null"]},
+        "createdMs": {"type": "integer"},
+        "attempts": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["attempt", "series", "atMs", "status", "error", "delivered"],
+                "properties": {
+                    "attempt": {"type": "integer", "minimum": 0, "description": "0 first, then each retry"},
+                    "series": {"type": "integer", "minimum": 0, "description": "0, then one per redelivery"},
+                    "atMs": {"type": "integer"},
+                    "status": {"type": ["integer", "null"], "description": "the HTTP status answered"},
+                    "error": {"type": ["string", "null"], "description": "no answer: why"},
+                    "delivered": {"type": "boolean"},
+                },
+            },
+        },
+        "delivered": {"type": "boolean"},
+        "deliveredMs": {"type": ["integer", "null"]},
+        "exhausted": {"type": "boolean", "description": "out of retries (a dead letter)"},
+        "pending": {"type": "boolean", "description": "attempts still to come"},
+        "redeliveries": {"type": "integer", "minimum": 0},
+    },
+}
+
+_DEAD_LETTER_ID = {
+    "name": "deadLetterId",
+    "in": "path",
+    "required": True,
+    "description": "a dead letter id (anything else is a 404)",
+    "schema": {"type": "string", "pattern": f"^{deadletters.ENTRY_ID.pattern}$"},
+}
+_WEBHOOK_ID = {
+    "name": "webhookId",
+    "in": "path",
+    "required": True,
+    "description": "a notification's webhook-id (anything else is a 404)",
+    "schema": {"type": "string", "pattern": "^msg_[0-9a-f]{24}$"},
+}
+
+
 def build_document() -> dict[str, Any]:
     """The whole document (built once, at import)."""
     listing = {
@@ -432,6 +526,8 @@ def build_document() -> dict[str, Any]:
                 **_recording_schemas(),
                 "Event": _EVENT,
                 "SessionSummary": _SESSION_SUMMARY,
+                "DeadLetter": _DEAD_LETTER,
+                "Delivery": _DELIVERY,
                 **_agora_components(),
             },
         },
@@ -578,6 +674,97 @@ def build_document() -> dict[str, Any]:
                         )
                     },
                     params=[_SID],
+                )
+            },
+            "/v1/dead-letters": {
+                "get": _operation(
+                    "Dead letters: everything that failed for good, newest first",
+                    {
+                        "200": _answer(
+                            "a page",
+                            {
+                                "type": "object",
+                                "required": ["deadLetters", "nextCursor"],
+                                "properties": {
+                                    "deadLetters": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/DeadLetter"},
+                                        "maxItems": deadletters.MAX_LIST,
+                                    },
+                                    "nextCursor": {
+                                        "type": ["string", "null"],
+                                        "pattern": f"^{deadletters.ENTRY_ID.pattern}$",
+                                        "description": "pass as `cursor` for the next page; null on the last "
+                                        f"one. A page holds fewer than `limit` when `kind` skipped more than "
+                                        f"{deadletters.MAX_LIST_SCAN} entries",
+                                    },
+                                },
+                            },
+                        ),
+                        "400": _error("a query parameter out of bounds; `error.field` names it"),
+                    },
+                    params=[
+                        {"name": "kind", "in": "query", "schema": {"enum": list(deadletters.KINDS)}},
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": deadletters.MAX_LIST,
+                                "default": 50,
+                            },
+                        },
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "description": "a nextCursor of a previous page",
+                            "schema": {"type": "string", "pattern": f"^{deadletters.ENTRY_ID.pattern}$"},
+                        },
+                    ],
+                )
+            },
+            "/v1/dead-letters/{deadLetterId}/retry": {
+                "post": _operation(
+                    "Retry a dead letter: a callback is accepted again, a drain re-runs its partition, a step "
+                    "wakes its recording, a notification is redelivered (same webhook-id); kept, marked retried",
+                    {
+                        "202": _answer("re-queued", {"$ref": "#/components/schemas/DeadLetter"}),
+                        "409": _error("it cannot be retried (its recording or notification is gone, ...)"),
+                    },
+                    params=[_DEAD_LETTER_ID],
+                )
+            },
+            "/v1/recordings/{id}/notifications": {
+                "get": _operation(
+                    "A recording's notifications: each delivery with its attempts and answers",
+                    {
+                        "200": _answer(
+                            "oldest first",
+                            {
+                                "type": "object",
+                                "required": ["id", "notifications"],
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "notifications": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Delivery"},
+                                    },
+                                },
+                            },
+                        )
+                    },
+                    params=[_ID],
+                )
+            },
+            "/v1/notifications/{webhookId}/redeliver": {
+                "post": _operation(
+                    "Send a notification again, with the same webhook-id and body",
+                    {
+                        "202": _answer("queued", {"$ref": "#/components/schemas/Delivery"}),
+                        "409": _error("notifications are off (NOTIFY_URL unset)"),
+                    },
+                    params=[_WEBHOOK_ID],
                 )
             },
             "/webhooks/agora": {

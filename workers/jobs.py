@@ -27,6 +27,7 @@ from workers.config import Settings, current_settings
 from workers.errors import EventError
 from workers.events import NcsEvent, parse_event
 from workers.inbox import backlogged_partitions, wake
+from workers.measure import record_applied
 from workers.recordings.routing import Seen, wake_recordings
 from workers.recordings.runner import advance
 from workers.session_store import SessionUpdate, plan_updates, write_updates
@@ -137,7 +138,14 @@ def drain_batch(
                 for entry_id, raw, reason in dead:
                     pipe.xadd(
                         keys.DEAD_LETTERS,
-                        {"id": entry_id, "b": raw, "reason": reason, "partition": partition},
+                        {
+                            "kind": "callback",
+                            "id": entry_id,
+                            "b": raw,
+                            "reason": reason,
+                            "partition": partition,
+                            "at": int(time.time() * 1000),
+                        },
                         maxlen=DEAD_LETTER_MAXLEN,
                     )
                 pipe.set(cursor_key, last_id)
@@ -149,6 +157,7 @@ def drain_batch(
             except redis.WatchError:
                 continue  # another drain advanced the cursor: re-read from where it left off
         connection.xtrim(stream, minid=last_id, approximate=True)
+        record_applied(connection, entries)  # accepted-to-applied histogram for /metrics
         # Callbacks are hints for the orchestration: the recordings owning these sessions take a look.
         wake_recordings(
             connection,

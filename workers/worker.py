@@ -20,6 +20,7 @@ import redis
 from rq.worker import SimpleWorker
 
 from workers.config import current_settings
+from workers.deadletters import record_job_failure
 from workers.inbox import install_drain_templates, stale_partitions, wake
 from workers.recordings.runner import UNRELEASED, release_pending
 from workers.recordings.store import trim_listing, trim_sessions_index
@@ -107,6 +108,11 @@ class RecordingWorker(SimpleWorker):
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.error("redis lost during worker step", extra={"step": what, "error": type(exc).__name__})
             time.sleep(1)
+
+    def handle_exception(self, job: Any, *exc_info: Any) -> None:
+        """A job that raised is a dead letter (drain, step, notification: :mod:`workers.deadletters`)."""
+        super().handle_exception(job, *exc_info)
+        record_job_failure(self.connection, job, *exc_info)
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         super().bootstrap(*args, **kwargs)

@@ -70,6 +70,9 @@ class AgoraClient:
         #: Asked before each retry on another (or the same) host: False gives the call up (a shared rate
         #: limit counts every request that reaches Agora, retries included).
         self.before_retry = before_retry
+        #: Told of every request sent (endpoint, outcome or "transport_error", seconds), for the metrics; set by
+        #: the orchestration (:func:`workers.measure.record_agora`). Its failures never reach the call.
+        self.observe: Callable[[str, str, float], None] | None = None
 
     def __repr__(self) -> str:
         return f"AgoraClient(app_id={self.app_id!r}, hosts={self.hosts.primary!r})"
@@ -183,6 +186,7 @@ class AgoraClient:
                     timeout=self.timeout.as_requests(),
                 )
             except requests.RequestException as exc:
+                self._observed(endpoint, "transport_error", time.monotonic() - started)
                 dns = is_dns_failure(exc)
                 log.warning(
                     "agora call failed before an answer",
@@ -220,6 +224,8 @@ class AgoraClient:
         if code is None and response.status_code == 404 and "failed to find worker" in reason:
             code = 404
         outcome = classify(endpoint, response.status_code, code)
+        final = outcome if payload is not None or outcome is not Outcome.OK else Outcome.RETRY
+        self._observed(endpoint, final.value, seconds)
         log.info(
             "agora call answered",
             extra={
@@ -242,8 +248,16 @@ class AgoraClient:
             code=code,
             reason=reason,
             request_id=request_id,
-            outcome=outcome if payload is not None or outcome is not Outcome.OK else Outcome.RETRY,
+            outcome=final,
         )
+
+    def _observed(self, endpoint: str, outcome: str, seconds: float) -> None:
+        if self.observe is None:
+            return
+        try:
+            self.observe(endpoint, outcome, seconds)
+        except Exception:  # noqa: BLE001 (a measurement never breaks the call it measures)
+            log.debug("agora request not measured", exc_info=True)
 
     @staticmethod
     def _malformed(endpoint: str, answer: Answer, field: str) -> AgoraApiError:

@@ -46,6 +46,7 @@ from workers.agora import (
 )
 from workers.config import Settings, current_settings
 from workers.events import as_int
+from workers.measure import record_agora, record_state
 from workers.notify import queue_notification
 from workers.ratelimit import POLL_SHARE, RateLimiter
 from workers.recordings.decide import (
@@ -181,6 +182,13 @@ class Runner:
         self.limiter = RateLimiter(connection, settings.agora_app_id, settings.agora_rate_limit)
         if isinstance(self.client, AgoraClient) and self.client.before_retry is None:
             self.client.before_retry = lambda: self.limiter.take(max_wait_seconds=2.0)
+        if isinstance(self.client, AgoraClient) and self.client.observe is None:
+            self.client.observe = lambda endpoint, outcome, seconds: record_agora(
+                connection, endpoint, outcome, seconds
+            )
+        # The state the step found, and the one last noted for /metrics (workers.measure.record_state).
+        self._loaded_state: str | None = None
+        self._noted_state: str | None = None
         self.clock = clock
         self.timing = Timing(settings.recording_time_scale, float(settings.upload_stuck_seconds))
         self._save = connection.register_script(SAVE_LUA)
@@ -192,6 +200,7 @@ class Runner:
     def advance(self, recording_id: str) -> str:
         """One step for a recording; returns its state afterwards (or busy / unknown / lost_lock)."""
         self.redis.delete(keys.recording_queued(recording_id))
+        self._loaded_state = self._noted_state = None
         token = f"{secrets.token_hex(8)}|{keep_alive(self.redis)}"
         lock = keys.recording_lock(recording_id)
         taken = bool(self.redis.set(lock, token, nx=True, px=LOCK_TTL_MS))
@@ -231,6 +240,8 @@ class Runner:
             if rec is None:
                 self.redis.zrem(keys.TIMERS, recording_id)
                 return "unknown"
+            if self._loaded_state is None:
+                self._loaded_state = rec.state
             if calls == 0 and rec.wake_at_ms is not None and now >= rec.wake_at_ms:
                 record_max(self.redis, "timer_late_max_ms", now - rec.wake_at_ms)
             commands = peek_commands(self.redis, recording_id)
@@ -393,6 +404,10 @@ class Runner:
         )
         if not ok:
             raise LostLockError(rec.id)
+        if rec.state != self._noted_state:  # once per step, and once per change of state
+            before = self._noted_state or self._loaded_state
+            record_state(self.redis, rec.id, rec.state, terminal=rec.terminal, entered=rec.state != before)
+            self._noted_state = rec.state
         for entry in plan.notes:
             log.info("recording", extra={"recording_id": rec.id, "entry": entry})
         plan.notes.clear()
