@@ -755,3 +755,18 @@ def test_a_fatal_error_callback_brings_the_next_query_forward_once() -> None:
     session.next_query_ms = now + timing.ms(100)
     Step(rec, evidence, now + 1, timing).decide()
     assert session.next_query_ms == now + timing.ms(100)
+
+
+def test_a_refused_stop_is_asked_again_and_leaves_no_task_running() -> None:
+    """A stop refused once (401 while the Customer Secret rotates) is sent again later: the recording ends
+    only once its task is stopped, never with its recorder left running."""
+    from tests.fake_agora import Driver, FakeAgora, new_recording
+
+    agora = FakeAgora()
+    driver = Driver(agora, new_recording("mix"))
+    driver.run(lambda r: r.state == State.RECORDING and bool(r.files), within_ms=300_000)
+    agora.script("stop", 401, None, "Invalid authentication credentials")
+    driver.command("stop")
+    rec = driver.run(within_ms=4 * 3600_000)
+    assert rec.terminal and not driver.live_tasks()
+    assert [s.outcome for s in rec.sessions] == ["stopped"]

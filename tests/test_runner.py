@@ -29,6 +29,7 @@ from workers.agora import (
 from workers.config import Settings
 from workers.inbox import Inbox
 from workers.jobs import drain_batch
+from workers.recordings import liveness
 from workers.recordings.machine import SessionOutcome
 from workers.recordings.model import AgoraSession, encode, recorder_uid
 from workers.recordings.runner import Runner
@@ -177,7 +178,7 @@ def test_a_stray_task_on_an_old_uid_is_stopped_while_the_recording_goes_on(
     request = from_json_dict(StartClientRequest, rec.request, "clientRequest")
     start = StartRequest(cname="stray", uid=old_uid, client_request=request)
     stray_sid = real.start(str(acquired.resource_id), "mix", start).sid
-    redis_client.set(keys.channel_claim("stray", old_uid), recording_id)
+    redis_client.sadd(keys.channel_claim("stray", old_uid), recording_id)
     rec.sessions.insert(0, AgoraSession(resource_id=str(acquired.resource_id), uid=old_uid, acquired_ms=1))
     rec.sessions[0].end(SessionOutcome.NOT_STARTED, 2)
     redis_client.set(keys.recording(recording_id), encode(rec))
@@ -270,7 +271,7 @@ def test_concurrent_creates_with_one_idempotency_key_make_one_recording(
 
 
 def test_a_lock_left_by_a_dead_worker_is_taken_over_but_a_live_ones_is_not(
-    redis_client: redis.Redis, settings: Settings, base: str
+    redis_client: redis.Redis, settings: Settings, base: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A step finding the lock of a worker whose heartbeat expired (SIGKILLed) takes it over at once; the lock
     of a live worker (heartbeat present) makes the step end as busy and bring the timer forward."""
@@ -284,6 +285,9 @@ def test_a_lock_left_by_a_dead_worker_is_taken_over_but_a_live_ones_is_not(
     assert redis_client.get(lock) == b"t0|host:1:alive"
     assert redis_client.zscore(keys.TIMERS, recording_id) < 10**13  # brought forward, not dropped
     redis_client.set(lock, "t1|host:2:killed", px=150_000)  # no heartbeat: its process is gone
+    monkeypatch.setattr(liveness, "RESTART_GRACE_MS", 10**12)  # as if Redis had just restarted
+    assert runner.advance(recording_id) == "busy"  # heartbeats lost with a restart: no takeover yet
+    monkeypatch.setattr(liveness, "RESTART_GRACE_MS", 0)
     assert runner.advance(recording_id) in ("starting", "recording")
     assert redis_client.get(lock) is None  # taken over, then released by the step
 
@@ -347,3 +351,37 @@ def test_a_due_recording_whose_queued_job_was_lost_is_queued_again_at_once(
     new_job = redis_client.get(flag).decode()
     assert redis_client.hget(f"rq:job:{new_job}", "status") == b"queued"
     assert fire_due(redis_client) == []  # leased now
+
+
+def test_a_wake_up_during_a_running_step_is_not_overwritten_by_its_save(
+    redis_client: redis.Redis, settings: Settings, base: str
+) -> None:
+    """A wake-up that finds the lock held leaves a mark; the running step's save then looks again within 2 s
+    instead of at its planned time (a stop or a 31 arriving mid-step is not left for minutes)."""
+    from workers.recordings.decide import Plan
+
+    recording_id = create(redis_client, settings, "poked")
+    lock = keys.recording_lock(recording_id)
+    token = "t0|host:1:alive"
+    redis_client.set(lock, token, px=150_000)
+    redis_client.set(keys.worker_alive("host:1:alive"), 1, px=5000)
+    runner = Runner(redis_client, settings, make_client(base))
+    assert runner.advance(recording_id) == "busy"  # the wake-up that came while the step ran
+    rec = load(redis_client, recording_id)
+    assert rec is not None
+    now = runner.clock()
+    runner.save(rec, Plan(wake_at=now + 120_000), token, 0)  # the running step planned its next poll
+    assert redis_client.zscore(keys.TIMERS, recording_id) <= now + 2_500
+    runner.save(rec, Plan(wake_at=now + 120_000), token, 0)  # the mark is used once
+    assert redis_client.zscore(keys.TIMERS, recording_id) == now + 120_000
+
+
+def test_a_task_on_a_channel_and_uid_two_recordings_used_reaches_both(redis_client: redis.Redis) -> None:
+    """Claims are sets: a callback of an unknown sid on a (channel, uid) that two recordings used wakes both,
+    and each decides whether the task can be its own (the later claim does not hide the earlier one)."""
+    from workers.recordings.routing import Seen, wake_recordings
+
+    redis_client.sadd(keys.channel_claim("shared", "42"), "rec_a", "rec_b")
+    assert wake_recordings(redis_client, [Seen(sid="s1", cname="shared", uids=frozenset({"42"}))]) == 2
+    for recording_id in ("rec_a", "rec_b"):
+        assert redis_client.smembers(keys.recording_found(recording_id)) == {b"s1"}

@@ -112,7 +112,8 @@ def recording_found(recording_id: str) -> str:
 
 
 def channel_claim(cname: str, uid: str) -> str:
-    """Which recording uses a recorder uid on a channel (so a callback of an unknown sid finds its owner)."""
+    """The recordings that used a recorder uid on a channel (a set: a callback of an unknown sid reaches
+    each of them, and each decides whether the task can be one of its own)."""
     return f"{PREFIX}:claim:{cname}:{uid}"
 
 
@@ -128,3 +129,8 @@ def worker_alive(holder: str) -> str:
 def recording_stop_asked(recording_id: str) -> str:
     """Set when the API queued a stop for the recording (a stop is queued once)."""
     return f"{PREFIX}:rec:{recording_id}:stop_asked"
+
+
+def recording_poked(recording_id: str) -> str:
+    """Set when a wake-up found the recording's lock held: the running step's save then looks again soon."""
+    return f"{PREFIX}:rec:{recording_id}:poked"

@@ -53,6 +53,10 @@ MAX_START_ATTEMPTS = 9
 MAX_RESTARTS = 5
 RATE_LIMITED_BACKOFF = 2.0
 STOP_RETRY = 3.0
+#: A stop Agora refuses (401 while credentials rotate, 400, 433, ...) is sent again this often, this many
+#: times (an hour), before the session is given up with the reason on the timeline.
+STOP_REFUSED_RETRY = 30.0
+MAX_STOP_REFUSALS = 120
 #: A normal end reported by callbacks is final only once no contradicting callback came for this long.
 SETTLE = 30.0
 #: While a task runs whose sid we do not know, its resourceId is probed this often (7 = still there).
@@ -570,7 +574,7 @@ class Step:
             return
         if error.outcome == Outcome.ALREADY_RUNNING:  # 53: a task runs for this channel and uid
             ours = any(s.uid == session.uid and s.start_sent and s is not session for s in rec.sessions)
-            if ours or session.start_unresolved:
+            if ours or session.start_unresolved or session.sid_unknown or session.start_sent > 1:
                 session.sid_unknown = True
                 session.started_ms = session.started_ms or self.now
                 rec.retry_at_ms = self.now
@@ -733,9 +737,17 @@ class Step:
         if session.adopted and error.outcome == Outcome.REJECTED:
             self._reassign(index)
             return
-        if error.outcome == Outcome.REJECTED:
-            self.decision("Agora refused the stop: the task is given up", sid=session.sid)
-            session.end(SessionOutcome.STOPPED, self.now)
+        if error.outcome == Outcome.REJECTED:  # 401 while credentials rotate, 400/2, ...: the task still runs
+            session.stop_refusals += 1
+            if session.stop_refusals >= MAX_STOP_REFUSALS:
+                self.decision(
+                    "Agora refused the stop every time: given up, the task may still run", sid=session.sid
+                )
+                rec.reason = "Agora refused to stop a session; its task may run until Agora's idle exit"
+                session.end(SessionOutcome.STOPPED, self.now)
+                return
+            self.decision("Agora refused the stop: asking again later", sid=session.sid)
+            session.retry_stop_at_ms = self.after(STOP_REFUSED_RETRY)
             return
         session.retry_stop_at_ms = self.after(
             RATE_LIMITED_BACKOFF if error.outcome == Outcome.RATE_LIMITED else STOP_RETRY

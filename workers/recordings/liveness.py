@@ -21,6 +21,8 @@ import redis
 from workers import keys
 
 ALIVE_TTL_MS = 3000
+#: No lock is taken over until Redis has been up this long (heartbeats lost with a restart beat again).
+RESTART_GRACE_MS = 2 * ALIVE_TTL_MS
 HEARTBEAT_SECONDS = 1.0
 
 # KEYS: lock. ARGV: expected value, new value, ttl ms. 1 when taken over.
@@ -89,6 +91,11 @@ def take_over_if_dead(connection: redis.Redis, lock: str, value: str, ttl_ms: in
         return bool(connection.set(lock, value, nx=True, px=ttl_ms))
     holder = holder_of(held)
     if holder and connection.exists(keys.worker_alive(holder)):
+        return False
+    # Just after a Redis restart every heartbeat key may have expired while its worker lives on: wait until
+    # the live ones had time to beat again.
+    uptime = int(connection.info("server").get("uptime_in_seconds", 0))
+    if uptime * 1000 < RESTART_GRACE_MS:
         return False
     script = connection.register_script(TAKE_OVER_LUA)
     return bool(script(keys=[lock], args=[held, value, ttl_ms]))

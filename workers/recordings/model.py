@@ -50,6 +50,7 @@ class AgoraSession(msgspec.Struct, kw_only=True):
     exit_seen_ms: int | None = None  # callbacks first said it ended normally (settle window starts)
     stop_wanted: bool = False  # a stray or unconfirmed task to stop, although the recording goes on
     retry_stop_at_ms: int | None = None
+    stop_refusals: int = 0
     upload_status: str | None = None  # stop's uploadingStatus: uploaded | backed_up | None
     adopted: bool = False  # its sid was learnt from callbacks, not from start's answer
     given_up: bool = False  # ended without learning its task's sid: that task may still run (uid stays)

@@ -41,10 +41,11 @@ def wake_recordings(connection: redis.Redis, seen: Iterable[Seen]) -> int:
             continue
         if item.cname is None or not item.uids:
             continue
-        uids = sorted(item.uids)
-        claims = connection.mget([keys.channel_claim(item.cname, uid) for uid in uids])
-        claimant = next((c.decode() for c in claims if isinstance(c, bytes)), None)
-        if claimant is not None:
+        pipe = connection.pipeline(transaction=False)
+        for uid in sorted(item.uids):
+            pipe.smembers(keys.channel_claim(item.cname, uid))
+        claimants = sorted({m.decode() for members in pipe.execute() for m in members})
+        for claimant in claimants:
             connection.sadd(keys.recording_found(claimant), item.sid)
             connection.expire(keys.recording_found(claimant), FOUND_TTL_SECONDS)
             woken.add(claimant)

@@ -84,16 +84,22 @@ BUSY_RETRY_MS = 2000
 SLOT_WAIT_MS = 150
 RATE_LIMITED_JITTER_MS = 100
 
-# KEYS: lock, document, timeline, timers, active index, commands, then sid->recording keys, then claim keys
+# KEYS: lock, document, timeline, timers, active index, commands, poked flag, then sid->recording keys and
+#       channel claim sets (every recording that used a channel and uid)
 # ARGV: token, document, id, wake at (-1: none), terminal (0/1), retention s, updated ms, commands to drop,
-#       timeline cap, number of sid keys, then the timeline entries
+#       timeline cap, soon (ms, after a poke), then the timeline entries
 SAVE_LUA = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local id, retention = ARGV[3], tonumber(ARGV[6])
 redis.call('SET', KEYS[2], ARGV[2])
 for i = 11, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
 if #ARGV >= 11 then redis.call('LTRIM', KEYS[3], -tonumber(ARGV[9]), -1) end
-if tonumber(ARGV[4]) >= 0 then redis.call('ZADD', KEYS[4], ARGV[4], id) else redis.call('ZREM', KEYS[4], id) end
+local wake = tonumber(ARGV[4])
+if wake >= 0 and redis.call('DEL', KEYS[7]) == 1 then
+  -- a wake-up came while this step ran (it found the lock held): look again soon, whatever was planned
+  wake = math.min(wake, tonumber(ARGV[7]) + tonumber(ARGV[10]))
+end
+if wake >= 0 then redis.call('ZADD', KEYS[4], wake, id) else redis.call('ZREM', KEYS[4], id) end
 if ARGV[5] == '1' then
   redis.call('ZREM', KEYS[5], id)
   redis.call('EXPIRE', KEYS[2], retention)
@@ -102,7 +108,14 @@ else
   redis.call('ZADD', KEYS[5], ARGV[7], id)
 end
 if tonumber(ARGV[8]) > 0 then redis.call('LTRIM', KEYS[6], tonumber(ARGV[8]), -1) end
-for i = 7, #KEYS do redis.call('SET', KEYS[i], id, 'EX', retention) end
+for i = 8, #KEYS do
+  if string.find(KEYS[i], ':claim:', 1, true) then
+    redis.call('SADD', KEYS[i], id)
+    redis.call('EXPIRE', KEYS[i], retention)
+  else
+    redis.call('SET', KEYS[i], id, 'EX', retention)
+  end
+end
 return 1
 """
 
@@ -171,7 +184,7 @@ class Runner:
         connection: redis.Redis,
         settings: Settings,
         client: AgoraClient | Any | None = None,
-        clock: Callable[[], int] = wall_ms,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.redis = connection
         self.settings = settings
@@ -189,11 +202,16 @@ class Runner:
         # The state the step found, and the one last noted for /metrics (workers.measure.record_state).
         self._loaded_state: str | None = None
         self._noted_state: str | None = None
-        self.clock = clock
+        # Redis's clock, as the timers use it: a worker whose own clock is off neither spins nor runs late.
+        self.clock = clock or self._redis_ms
         self.timing = Timing(settings.recording_time_scale, float(settings.upload_stuck_seconds))
         self._save = connection.register_script(SAVE_LUA)
         self._extend = connection.register_script(EXTEND_LUA)
         self._release = connection.register_script(RELEASE_LUA)
+
+    def _redis_ms(self) -> int:
+        seconds, micros = self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
 
     # -- the job -------------------------------------------------------------------------------------------
 
@@ -209,6 +227,7 @@ class Runner:
             log.warning("lock of a dead worker taken over", extra={"recording_id": recording_id})
         if not taken:
             # Another step runs: it may have read the evidence before what woke us; look again soon.
+            self.redis.set(keys.recording_poked(recording_id), 1, px=LOCK_TTL_MS)
             if self.redis.zscore(keys.TIMERS, recording_id) is not None:
                 soon(self.redis, recording_id, BUSY_RETRY_MS)
             return "busy"
@@ -385,6 +404,7 @@ class Runner:
                 keys.TIMERS,
                 keys.ACTIVE_RECORDINGS,
                 keys.recording_commands(rec.id),
+                keys.recording_poked(rec.id),
                 *sid_keys,
                 *claim_keys,
             ],
@@ -398,7 +418,7 @@ class Runner:
                 rec.updated_ms,
                 drop_commands,
                 TIMELINE_CAP,
-                len(sid_keys),
+                BUSY_RETRY_MS,
                 *(msgspec.json.encode(redact(n)) for n in plan.notes),
             ],
         )
