@@ -10,12 +10,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test bench soak lint deps system-redis system-wrk system-promtool clean
+.PHONY: run test bench soak lint deps system-redis system-wrk system-promtool system-chromium clean
 
 run: deps system-redis
 	$(BIN)/python -m webhook_service.devserver
 
-test: deps system-redis system-promtool
+test: deps system-redis system-promtool system-chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: deps system-redis system-wrk
@@ -60,6 +60,11 @@ system-wrk:
 # promtool checks deploy/prometheus/alerts.yml in the test suite.
 system-promtool:
 	$(call apt_install,promtool,prometheus)
+
+# The dashboard's browser tests drive Debian's chromium through its chromedriver (nothing downloaded at run time).
+system-chromium:
+	$(call apt_install,chromium,chromium)
+	$(call apt_install,chromedriver,chromium-driver)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

@@ -167,7 +167,7 @@ def main() -> int:
     port = free_port()
     env = {
         **os.environ, "PORT": str(port), "REDIS_URL": redis_server.url, "AGORA_NCS_SECRETS": SECRET,
-        "API_TOKENS": "bench-api-token-0123456789", "APP_ENV": "production", "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
+        "API_TOKENS": "bench-api-token-0123456789", "APP_ENV": "production", "SECRET_KEY": "bench-secret-key-0123456789abcdef-0123", "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
     }  # fmt: skip
     results: dict[str, list[dict[str, float]]] = {name: [] for name in TARGETS}
     try:

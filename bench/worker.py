@@ -79,6 +79,7 @@ def main() -> int:
         **os.environ,
         "REDIS_URL": server.url,
         "APP_ENV": "production",
+        "SECRET_KEY": "bench-secret-key-0123456789abcdef-0123",
         "AGORA_NCS_SECRETS": "bench",
         "LOG_LEVEL": "WARNING",
     }

@@ -42,6 +42,7 @@ class Stack:
             "PORT": str(self.port),
             "WEB_CONCURRENCY": "2",
             "PYTHONUNBUFFERED": "1",
+            "SECRET_KEY": "stack-secret-key-for-signing-dashboard-cookies",
             **env,
         }
         self.web: subprocess.Popen[bytes] | None = None

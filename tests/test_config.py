@@ -10,7 +10,12 @@ from workers.config import Settings
 from workers.errors import ConfigError
 
 TOKEN = "t1-0123456789abcdef"  # production tokens have at least 16 characters
-BASE = {"REDIS_URL": "redis://:hunter2@127.0.0.1:6379/0", "AGORA_NCS_SECRETS": "s1, s2 ", "API_TOKENS": TOKEN}
+BASE = {
+    "REDIS_URL": "redis://:hunter2@127.0.0.1:6379/0",
+    "AGORA_NCS_SECRETS": "s1, s2 ",
+    "API_TOKENS": TOKEN,
+    "SECRET_KEY": "x" * 40,
+}
 WHSEC = "whsec_" + base64.b64encode(b"sixteen-byte-key").decode()
 
 

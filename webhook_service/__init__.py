@@ -9,6 +9,7 @@ from flask import Flask
 
 from webhook_service import (
     cli,
+    dashboard,
     deadletters_api,
     health,
     http_errors,
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(deadletters_api.bp)
+    dashboard.init_app(app)
     cli.init_app(app)
     app.wsgi_app = NcsReceiver(  # type: ignore[method-assign]
         app.wsgi_app, inbox, settings.ncs_secrets, settings.ncs_max_body_bytes

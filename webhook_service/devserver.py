@@ -21,6 +21,7 @@ If the parent (``make``) goes away, everything stops as on Ctrl-C.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -191,6 +192,7 @@ def main() -> int:
     var_dir = Path(os.environ.get("DEV_VAR_DIR", ROOT / "var")).resolve()
     env = dict(os.environ)
     env.setdefault("APP_ENV", "development")
+    env.setdefault("SECRET_KEY", secrets.token_urlsafe(32))  # the dashboard's cookies; new on every run
     env.setdefault("AGORA_NCS_SECRETS", DEV_NCS_SECRET)
     env.setdefault("API_TOKENS", DEV_API_TOKEN)
     env.setdefault("PORT", "8000")

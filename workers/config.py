@@ -31,6 +31,7 @@ DEV_NCS_SECRET = "dev-ncs-secret"
 DEV_API_TOKEN = "dev-token"
 MIN_API_TOKEN_LENGTH = 16  # in production
 MIN_NOTIFY_SECRET_BYTES = 16
+MIN_SECRET_KEY_LENGTH = 32  # SECRET_KEY, in production
 MAX_CREDENTIAL_LENGTH = 1024
 
 
@@ -66,6 +67,8 @@ class Settings:
     upload_stuck_seconds: int = 3600
     notify_url: str = ""
     notify_secret: str = field(default="", repr=False)
+    #: Signs the dashboard's session cookies (required in production; outside it a random one per process).
+    secret_key: str = field(default="", repr=False)
 
     @property
     def is_production(self) -> bool:
@@ -115,6 +118,7 @@ class Settings:
             upload_stuck_seconds=env.integer("UPLOAD_STUCK_SECONDS", 3600, low=10),
             notify_url=env.url("NOTIFY_URL", schemes=("http", "https")),
             notify_secret=env.notify_secret("NOTIFY_SECRET"),
+            secret_key=env.credential("SECRET_KEY"),
         )
         if settings.is_production and not settings.ncs_secrets:
             raise ConfigError(
@@ -136,6 +140,12 @@ class Settings:
                         f"API_TOKENS: token {number} has {len(token)} characters; production needs at least "
                         f"{MIN_API_TOKEN_LENGTH} (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
                     )
+            if len(settings.secret_key) < MIN_SECRET_KEY_LENGTH:
+                raise ConfigError(
+                    f"SECRET_KEY is required in production (at least {MIN_SECRET_KEY_LENGTH} characters): it "
+                    "signs the dashboard's session cookies "
+                    "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
         return settings
 
 
