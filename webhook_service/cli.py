@@ -20,6 +20,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
+from webhook_service.deadletters_api import retry_dead_letter
 from webhook_service.services import get_services
 from workers import deadletters, notify
 
@@ -59,14 +60,7 @@ def retry(entry_id: str) -> None:
     """Retry one dead letter by its id."""
     services = get_services()
     try:
-        retried = deadletters.retry(
-            services.redis,
-            entry_id,
-            services.inbox,
-            notify_url=services.settings.notify_url,
-            scale=services.settings.recording_time_scale,
-            retention_seconds=services.settings.session_retention_seconds,
-        )
+        retried = retry_dead_letter(services, entry_id)
     except deadletters.NotRetryableError as exc:
         raise click.ClickException(f"not retryable: {exc}") from None
     if retried is None:

@@ -22,7 +22,7 @@ from flask import Blueprint, Response, jsonify, request
 from webhook_service.auth import require_token
 from webhook_service.http_errors import error_response
 from webhook_service.recordings_api import RECORDING_ID
-from webhook_service.services import get_services
+from webhook_service.services import Services, get_services
 from workers import deadletters, notify
 from workers.recordings.store import load
 
@@ -82,6 +82,18 @@ def list_dead_letters() -> Response:
     return jsonify({"deadLetters": [e.view() for e in found], "nextCursor": next_cursor})
 
 
+def retry_dead_letter(services: Services, entry_id: str) -> Any:
+    """Re-queue one dead letter with this process's settings (API, dashboard and CLI alike)."""
+    return deadletters.retry(
+        services.redis,
+        entry_id,
+        services.inbox,
+        notify_url=services.settings.notify_url,
+        scale=services.settings.recording_time_scale,
+        retention_seconds=services.settings.session_retention_seconds,
+    )
+
+
 @bp.post("/v1/dead-letters/<entry_id>/retry")
 @require_token
 @_store_errors
@@ -89,14 +101,7 @@ def retry(entry_id: str) -> Response:
     """Re-queue a dead letter: 202 with the entry, marked retried."""
     services = get_services()
     try:
-        retried = deadletters.retry(
-            services.redis,
-            entry_id,
-            services.inbox,
-            notify_url=services.settings.notify_url,
-            scale=services.settings.recording_time_scale,
-            retention_seconds=services.settings.session_retention_seconds,
-        )
+        retried = retry_dead_letter(services, entry_id)
     except deadletters.NotRetryableError as exc:
         return error_response(409, "not_retryable", str(exc), field="id")
     if retried is None:

@@ -13,6 +13,7 @@ import redis
 from rq import Worker
 
 from webhook_service.dashboard.timeline import draw
+from webhook_service.deadletters_api import retry_dead_letter
 from webhook_service.metrics import QUEUES, RedisCollector
 from webhook_service.recordings_api import RECORDING_ID
 from webhook_service.services import Services
@@ -273,14 +274,7 @@ def retry(services: Services, entry_id: str) -> str | None:
     if not deadletters.ENTRY_ID.fullmatch(entry_id):
         return None
     try:
-        retried = deadletters.retry(
-            services.redis,
-            entry_id,
-            services.inbox,
-            notify_url=services.settings.notify_url,
-            scale=services.settings.recording_time_scale,
-            retention_seconds=services.settings.session_retention_seconds,
-        )
+        retried = retry_dead_letter(services, entry_id)
     except deadletters.NotRetryableError as exc:
         return f"not retried: {exc}"
     if retried is None:
