@@ -13,14 +13,12 @@ Ids are checked before they name a Redis key (404 otherwise). Errors are ``{"err
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
-import redis
 from flask import Blueprint, Response, jsonify, request
 
 from webhook_service.auth import require_token
-from webhook_service.http_errors import error_response
+from webhook_service.http_errors import error_response, store_errors
 from webhook_service.recordings_api import RECORDING_ID
 from webhook_service.services import Services, get_services
 from workers import deadletters, notify
@@ -29,20 +27,6 @@ from workers.recordings.store import load
 bp = Blueprint("deadletters", __name__)
 
 _LIMIT = re.compile(r"[0-9]{1,3}")
-
-
-def _store_errors(view: Callable[..., Response]) -> Callable[..., Response]:
-    """Redis trouble is a 503 (retry later), never a 500."""
-
-    def wrapper(*args: Any, **kwargs: Any) -> Response:
-        try:
-            return view(*args, **kwargs)
-        except redis.RedisError:
-            return error_response(503, "store_unavailable", "Redis is not answering; retry later")
-
-    wrapper.__name__ = view.__name__
-    wrapper.__doc__ = view.__doc__
-    return wrapper
 
 
 def _shown(value: str) -> str:
@@ -55,7 +39,7 @@ def _not_found(what: str, value: str, field: str) -> Response:
 
 @bp.get("/v1/dead-letters")
 @require_token
-@_store_errors
+@store_errors
 def list_dead_letters() -> Response:
     """Dead letters, newest first: ``?kind=&limit=&cursor=``."""
     args = request.args
@@ -96,7 +80,7 @@ def retry_dead_letter(services: Services, entry_id: str) -> Any:
 
 @bp.post("/v1/dead-letters/<entry_id>/retry")
 @require_token
-@_store_errors
+@store_errors
 def retry(entry_id: str) -> Response:
     """Re-queue a dead letter: 202 with the entry, marked retried."""
     services = get_services()
@@ -113,7 +97,7 @@ def retry(entry_id: str) -> Response:
 
 @bp.get("/v1/recordings/<recording_id>/notifications")
 @require_token
-@_store_errors
+@store_errors
 def recording_notifications(recording_id: str) -> Response:
     """Every notification of a recording: its attempts (time, answer status or error), delivered, exhausted."""
     connection = get_services().redis
@@ -124,7 +108,7 @@ def recording_notifications(recording_id: str) -> Response:
 
 @bp.post("/v1/notifications/<webhook_id>/redeliver")
 @require_token
-@_store_errors
+@store_errors
 def redeliver(webhook_id: str) -> Response:
     """Send a notification again with the same ``webhook-id``: 202 with its delivery record."""
     if not notify.WEBHOOK_ID.fullmatch(webhook_id):

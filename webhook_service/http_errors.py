@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from typing import Any
 
+import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -18,6 +22,19 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     response = jsonify({"error": error})
     response.status_code = status
     return response
+
+
+def store_errors(view: Callable[..., Response]) -> Callable[..., Response]:
+    """Redis trouble is a 503 (retry later), never a 500."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return view(*args, **kwargs)
+        except redis.RedisError:
+            return error_response(503, "store_unavailable", "Redis is not answering; retry later")
+
+    return wrapper
 
 
 def init_app(app: Flask) -> None:

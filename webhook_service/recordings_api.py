@@ -12,11 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-import redis
 from flask import Blueprint, Response, jsonify, request
 
 from webhook_service.auth import require_token
-from webhook_service.http_errors import error_response
+from webhook_service.http_errors import error_response, store_errors
 from webhook_service.services import get_services
 from workers.agora import AgoraRequestError
 from workers.agora.bodies import explain_validation_error
@@ -85,20 +84,6 @@ def _too_large() -> Response:
     )
 
 
-def _store_errors(view: Callable[..., Response]) -> Callable[..., Response]:
-    """Redis trouble is a 503 (retry later), never a 500."""
-
-    def wrapper(*args: Any, **kwargs: Any) -> Response:
-        try:
-            return view(*args, **kwargs)
-        except redis.RedisError:
-            return error_response(503, "store_unavailable", "Redis is not answering; retry later")
-
-    wrapper.__name__ = view.__name__
-    wrapper.__doc__ = view.__doc__
-    return wrapper
-
-
 def _with_recording(view: Callable[[Recording], Response]) -> Callable[[str], Response]:
     """Token check, Redis errors as 503, and the recording loaded (404 naming ``id`` when unknown)."""
 
@@ -111,7 +96,7 @@ def _with_recording(view: Callable[[Recording], Response]) -> Callable[[str], Re
 
     wrapper.__name__ = view.__name__
     wrapper.__doc__ = view.__doc__
-    return require_token(_store_errors(wrapper))
+    return require_token(store_errors(wrapper))
 
 
 def _accepted(recording: Recording, **overrides: Any) -> Response:
@@ -123,7 +108,7 @@ def _accepted(recording: Recording, **overrides: Any) -> Response:
 
 @bp.post("")
 @require_token
-@_store_errors
+@store_errors
 def create() -> Response:
     """Record a channel: 202 with the new recording (state ``pending``)."""
     body = _json_body()
@@ -160,7 +145,7 @@ def create() -> Response:
 
 @bp.get("")
 @require_token
-@_store_errors
+@store_errors
 def list_all() -> Response:
     """Recordings, newest first: ``?state=&cname=&limit=&cursor=``."""
     args = request.args
