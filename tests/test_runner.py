@@ -385,3 +385,36 @@ def test_a_task_on_a_channel_and_uid_two_recordings_used_reaches_both(redis_clie
     assert wake_recordings(redis_client, [Seen(sid="s1", cname="shared", uids=frozenset({"42"}))]) == 2
     for recording_id in ("rec_a", "rec_b"):
         assert redis_client.smembers(keys.recording_found(recording_id)) == {b"s1"}
+
+
+def test_a_notification_decided_by_a_save_survives_a_worker_dying_before_it_is_queued(
+    redis_client: redis.Redis, settings: Settings, base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transition's notification is written to the recording's outbox in the same script as the save; if
+    the worker dies before queuing it, the next step queues it, with the webhook-id the timeline shows."""
+    from rq import Queue
+
+    from workers.notify import NOTIFY_QUEUE
+    from workers.recordings.runner import Runner as RunnerClass
+
+    settings = dataclasses.replace(
+        settings, notify_url="http://127.0.0.1:9/hook", notify_secret="notify-secret-0123456789"
+    )
+    recording_id = create(redis_client, settings, "outbox")
+    runner = Runner(redis_client, settings, make_client(base))
+
+    def dies(self: Any, recording_id: str) -> int:
+        raise Killed()
+
+    monkeypatch.setattr(RunnerClass, "send_outbox", dies)
+    with pytest.raises(Killed):
+        wait_until(lambda: runner.advance(recording_id) == "recording", timeout=5, interval=0.05)
+    assert redis_client.llen(keys.recording_outbox(recording_id)) == 1
+    assert Queue(NOTIFY_QUEUE, connection=redis_client).count == 0
+    monkeypatch.undo()
+    redis_client.delete(keys.recording_lock(recording_id))  # the dead worker's lock
+    Runner(redis_client, settings, make_client(base)).advance(recording_id)
+    (job,) = Queue(NOTIFY_QUEUE, connection=redis_client).jobs
+    noted = [e for e in timeline(redis_client, recording_id) if e["kind"] == "notification"]
+    assert [e["type"] for e in noted] == ["recording.started"] and job.args[0] == noted[0]["webhookId"]
+    assert redis_client.llen(keys.recording_outbox(recording_id)) == 0

@@ -134,3 +134,8 @@ def recording_stop_asked(recording_id: str) -> str:
 def recording_poked(recording_id: str) -> str:
     """Set when a wake-up found the recording's lock held: the running step's save then looks again soon."""
     return f"{PREFIX}:rec:{recording_id}:poked"
+
+
+def recording_outbox(recording_id: str) -> str:
+    """Notifications a save decided and that are not queued yet (JSON entries; see the runner)."""
+    return f"{PREFIX}:rec:{recording_id}:outbox"

@@ -205,9 +205,11 @@ def queue_notification(
     data: dict[str, object],
     scale: float = 1.0,
     retention_seconds: int = DEFAULT_RETENTION_SECONDS,
+    message_id: str | None = None,
 ) -> str:
-    """Queue a notification and record it (pending); returns its ``webhook-id``."""
-    message_id = "msg_" + secrets.token_hex(12)
+    """Queue a notification and record it (pending); returns its ``webhook-id`` (``message_id`` when given:
+    a notification sent again from an outbox keeps its id, so the app server can drop the copy)."""
+    message_id = message_id or "msg_" + secrets.token_hex(12)
     body = notification_body(event_type, data).decode()
     client = cast(redis.Redis, connection)
     _update_delivery(

@@ -84,16 +84,19 @@ BUSY_RETRY_MS = 2000
 SLOT_WAIT_MS = 150
 RATE_LIMITED_JITTER_MS = 100
 
-# KEYS: lock, document, timeline, timers, active index, commands, poked flag, then sid->recording keys and
-#       channel claim sets (every recording that used a channel and uid)
+# KEYS: lock, document, timeline, timers, active index, commands, poked flag, notification outbox, then
+#       sid->recording keys and channel claim sets (every recording that used a channel and uid)
 # ARGV: token, document, id, wake at (-1: none), terminal (0/1), retention s, updated ms, commands to drop,
-#       timeline cap, soon (ms, after a poke), then the timeline entries
+#       timeline cap, soon (ms, after a poke), number of outbox entries, the outbox entries, then the
+#       timeline entries
 SAVE_LUA = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local id, retention = ARGV[3], tonumber(ARGV[6])
 redis.call('SET', KEYS[2], ARGV[2])
-for i = 11, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
-if #ARGV >= 11 then redis.call('LTRIM', KEYS[3], -tonumber(ARGV[9]), -1) end
+local outbox = tonumber(ARGV[11])
+for i = 12, 11 + outbox do redis.call('RPUSH', KEYS[8], ARGV[i]) end
+for i = 12 + outbox, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+if #ARGV >= 12 + outbox then redis.call('LTRIM', KEYS[3], -tonumber(ARGV[9]), -1) end
 local wake = tonumber(ARGV[4])
 if wake >= 0 and redis.call('DEL', KEYS[7]) == 1 then
   -- a wake-up came while this step ran (it found the lock held): look again soon, whatever was planned
@@ -108,7 +111,7 @@ else
   redis.call('ZADD', KEYS[5], ARGV[7], id)
 end
 if tonumber(ARGV[8]) > 0 then redis.call('LTRIM', KEYS[6], tonumber(ARGV[8]), -1) end
-for i = 8, #KEYS do
+for i = 9, #KEYS do
   if string.find(KEYS[i], ':claim:', 1, true) then
     redis.call('SADD', KEYS[i], id)
     redis.call('EXPIRE', KEYS[i], retention)
@@ -253,6 +256,8 @@ class Runner:
                 UNRELEASED.append((lock, token))
 
     def _run(self, recording_id: str, token: str) -> str:
+        if self.settings.notify_url and self.redis.llen(keys.recording_outbox(recording_id)):
+            self.send_outbox(recording_id)  # what a worker that died right after its save did not send
         for calls in range(MAX_CALLS_PER_STEP + 1):
             now = self.clock()
             rec = load(self.redis, recording_id)
@@ -395,6 +400,16 @@ class Runner:
         rec.wake_at_ms = due
         retention = self.settings.session_retention_seconds
         sid_keys = [keys.recording_of_sid(sid) for sid in plan.owned_sids]
+        # Notifications go out through an outbox written with the save: a worker dying right after the
+        # save cannot lose one (the next step sends what is left, with the same webhook-id).
+        outbox: list[bytes] = []
+        if self.settings.notify_url:
+            for kind in plan.notifications:
+                message_id = "msg_" + secrets.token_hex(12)
+                outbox.append(msgspec.json.encode({"id": message_id, "type": kind, "data": rec.public()}))
+                plan.notes.append(
+                    {"ts": rec.updated_ms, "kind": "notification", "type": kind, "webhookId": message_id}
+                )
         claim_keys = [keys.channel_claim(rec.cname, uid) for uid in plan.claims]
         ok = self._save(
             keys=[
@@ -405,6 +420,7 @@ class Runner:
                 keys.ACTIVE_RECORDINGS,
                 keys.recording_commands(rec.id),
                 keys.recording_poked(rec.id),
+                keys.recording_outbox(rec.id),
                 *sid_keys,
                 *claim_keys,
             ],
@@ -419,6 +435,8 @@ class Runner:
                 drop_commands,
                 TIMELINE_CAP,
                 BUSY_RETRY_MS,
+                len(outbox),
+                *outbox,
                 *(msgspec.json.encode(redact(n)) for n in plan.notes),
             ],
         )
@@ -433,22 +451,28 @@ class Runner:
         plan.notes.clear()
         plan.owned_sids.clear()
         plan.claims.clear()
-        notifications, plan.notifications = plan.notifications, []
-        for kind in notifications:
-            self._notify(rec, kind)
+        plan.notifications = []
+        if outbox:
+            self.send_outbox(rec.id)
 
-    def _notify(self, rec: Recording, kind: str) -> None:
-        if not self.settings.notify_url:
-            return
-        message_id = queue_notification(
-            self.redis, self.settings.notify_url, kind, rec.public(), self.settings.recording_time_scale
-        )
-        self.redis.rpush(
-            keys.recording_timeline(rec.id),
-            msgspec.json.encode(
-                {"ts": self.clock(), "kind": "notification", "type": kind, "webhookId": message_id}
-            ),
-        )
+    def send_outbox(self, recording_id: str) -> int:
+        """Queue the notifications the recording's saves left in its outbox; returns how many."""
+        key = keys.recording_outbox(recording_id)
+        sent = 0
+        for raw in cast(list[bytes], self.redis.lrange(key, 0, -1)):
+            entry = msgspec.json.decode(raw)
+            queue_notification(
+                self.redis,
+                self.settings.notify_url,
+                entry["type"],
+                entry["data"],
+                self.settings.recording_time_scale,
+                self.settings.session_retention_seconds,
+                message_id=entry["id"],
+            )
+            self.redis.lrem(key, 1, raw.decode())
+            sent += 1
+        return sent
 
 
 def advance(recording_id: str) -> str:
