@@ -106,6 +106,17 @@ def recording_notifications(recording_id: str) -> Response:
     return jsonify({"id": recording_id, "notifications": notify.deliveries_of(connection, recording_id)})
 
 
+def redeliver_notification(services: Services, webhook_id: str) -> dict[str, Any] | None:
+    """Send one notification again with this process's settings (API and dashboard alike)."""
+    return notify.redeliver(
+        services.redis,
+        webhook_id,
+        notify_url=services.settings.notify_url,
+        scale=services.settings.recording_time_scale,
+        retention_seconds=services.settings.session_retention_seconds,
+    )
+
+
 @bp.post("/v1/notifications/<webhook_id>/redeliver")
 @require_token
 @store_errors
@@ -115,13 +126,7 @@ def redeliver(webhook_id: str) -> Response:
         return _not_found("notification", webhook_id, "webhookId")
     services = get_services()
     try:
-        record = notify.redeliver(
-            services.redis,
-            webhook_id,
-            notify_url=services.settings.notify_url,
-            scale=services.settings.recording_time_scale,
-            retention_seconds=services.settings.session_retention_seconds,
-        )
+        record = redeliver_notification(services, webhook_id)
     except deadletters.NotRetryableError as exc:
         return error_response(409, "not_retryable", str(exc), field="webhookId")
     if record is None:

@@ -200,9 +200,6 @@ class _Env:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
         return value
 
-    def csv(self, name: str) -> tuple[str, ...]:
-        return tuple(part.strip() for part in self.text(name).split(",") if part.strip())
-
     def secret_list(self, name: str) -> tuple[str, ...]:
         """Comma-separated secrets, trimmed; an empty item (a stray comma, an unset ``$VAR`` in a rotation
         list) or whitespace inside one is refused. Never echoes a value."""

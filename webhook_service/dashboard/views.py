@@ -13,7 +13,7 @@ import redis
 from rq import Worker
 
 from webhook_service.dashboard.timeline import draw
-from webhook_service.deadletters_api import retry_dead_letter
+from webhook_service.deadletters_api import redeliver_notification, retry_dead_letter
 from webhook_service.metrics import QUEUES, RedisCollector
 from webhook_service.recordings_api import RECORDING_ID
 from webhook_service.services import Services
@@ -333,13 +333,7 @@ def redeliver(services: Services, webhook_id: str) -> str | None:
     ):
         return None
     try:
-        record = notify.redeliver(
-            services.redis,
-            webhook_id,
-            notify_url=services.settings.notify_url,
-            scale=services.settings.recording_time_scale,
-            retention_seconds=services.settings.session_retention_seconds,
-        )
+        record = redeliver_notification(services, webhook_id)
     except deadletters.NotRetryableError as exc:
         return f"not redelivered: {exc}"
     if record is None:

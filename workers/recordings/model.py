@@ -143,12 +143,6 @@ class Recording(msgspec.Struct, kw_only=True):
         """No more work will be done for it."""
         return self.state in TERMINAL
 
-    @property
-    def used_uids(self) -> set[str]:
-        """Every recorder uid this recording's sessions used (failover uids included)."""
-        uids = {s.uid for s in self.sessions}
-        return uids | {s.failover_uid for s in self.sessions if s.failover_uid}
-
     def public(self) -> dict[str, Any]:
         """The API view: never a storage key or a token."""
         files = sorted(self.files.values(), key=lambda f: (f.slice_start_time or 0, f.name))

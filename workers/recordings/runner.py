@@ -87,16 +87,16 @@ RATE_LIMITED_JITTER_MS = 100
 # KEYS: lock, document, timeline, timers, active index, commands, poked flag, notification outbox, then
 #       sid->recording keys and channel claim sets (every recording that used a channel and uid)
 # ARGV: token, document, id, wake at (-1: none), terminal (0/1), retention s, updated ms, commands to drop,
-#       timeline cap, soon (ms, after a poke), number of outbox entries, the outbox entries, then the
-#       timeline entries
+#       timeline cap, soon (ms, after a poke), number of sid keys, number of outbox entries, the outbox
+#       entries, then the timeline entries
 SAVE_LUA = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local id, retention = ARGV[3], tonumber(ARGV[6])
 redis.call('SET', KEYS[2], ARGV[2])
-local outbox = tonumber(ARGV[11])
-for i = 12, 11 + outbox do redis.call('RPUSH', KEYS[8], ARGV[i]) end
-for i = 12 + outbox, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
-if #ARGV >= 12 + outbox then redis.call('LTRIM', KEYS[3], -tonumber(ARGV[9]), -1) end
+local outbox = tonumber(ARGV[12])
+for i = 13, 12 + outbox do redis.call('RPUSH', KEYS[8], ARGV[i]) end
+for i = 13 + outbox, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+if #ARGV >= 13 + outbox then redis.call('LTRIM', KEYS[3], -tonumber(ARGV[9]), -1) end
 local wake = tonumber(ARGV[4])
 if wake >= 0 and redis.call('DEL', KEYS[7]) == 1 then
   -- a wake-up came while this step ran (it found the lock held): look again soon, whatever was planned
@@ -111,13 +111,11 @@ else
   redis.call('ZADD', KEYS[5], ARGV[7], id)
 end
 if tonumber(ARGV[8]) > 0 then redis.call('LTRIM', KEYS[6], tonumber(ARGV[8]), -1) end
-for i = 9, #KEYS do
-  if string.find(KEYS[i], ':claim:', 1, true) then
-    redis.call('SADD', KEYS[i], id)
-    redis.call('EXPIRE', KEYS[i], retention)
-  else
-    redis.call('SET', KEYS[i], id, 'EX', retention)
-  end
+local claims = 9 + tonumber(ARGV[11])
+for i = 9, claims - 1 do redis.call('SET', KEYS[i], id, 'EX', retention) end
+for i = claims, #KEYS do
+  redis.call('SADD', KEYS[i], id)
+  redis.call('EXPIRE', KEYS[i], retention)
 end
 return 1
 """
@@ -131,11 +129,6 @@ RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-def wall_ms() -> int:
-    """Wall-clock milliseconds."""
-    return int(time.time() * 1000)
 
 
 def facts_of(state: SessionState) -> SessionFacts:
@@ -435,6 +428,7 @@ class Runner:
                 drop_commands,
                 TIMELINE_CAP,
                 BUSY_RETRY_MS,
+                len(sid_keys),
                 len(outbox),
                 *outbox,
                 *(msgspec.json.encode(redact(n)) for n in plan.notes),
