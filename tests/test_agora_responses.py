@@ -134,7 +134,7 @@ def test_any_json_shape_is_read_without_exceptions(server_response: Any) -> None
         ("start", 400, 433, Outcome.REACQUIRE),
         ("start", 400, 1001, Outcome.REACQUIRE),
         ("acquire", 500, 501, Outcome.RETRY),
-        ("acquire", 400, 406, Outcome.REJECTED),
+        ("acquire", 400, 406, Outcome.OVER_CAPACITY),
         ("stop", 400, 49, Outcome.ALREADY_STOPPED),
         ("stop", 404, 404, Outcome.ALREADY_STOPPED),
         ("stop", 206, 435, Outcome.NOTHING_RECORDED),

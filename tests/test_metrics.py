@@ -198,8 +198,10 @@ def test_recordings_per_state_kept_by_the_steps(client: FlaskClient, redis_clien
     states = by_name(values, "acr_recordings_by_state")
     assert states == {
         "state=pending": 1,
+        "state=queued": 0,
         "state=starting": 0,
         "state=recording": 2,
+        "state=paused": 0,
         "state=stopping": 0,
         "state=uploading": 1,
     }

@@ -179,9 +179,30 @@ def test_finished_recordings_expire_and_leave_the_index(
 
 
 def test_polls_leave_part_of_the_rate_budget_to_starts_and_stops(redis_client: redis.Redis) -> None:
-    """With the window 70% full, a poll (share 0.7) must wait while a start or stop (share 1) still goes."""
+    """Tiers in one window: polls fill it to 70%, changes to 80%, starts and stops to 100%."""
     limiter = RateLimiter(redis_client, "app-share", 10)
-    assert [limiter.try_take(share=0.7) for _ in range(7)] == [0] * 7
-    assert limiter.try_take(share=0.7) > 0
-    assert [limiter.try_take() for _ in range(3)] == [0] * 3
-    assert limiter.try_take() > 0
+    assert [limiter.try_take("poll") for _ in range(7)] == [0] * 7
+    assert limiter.try_take("poll") > 0
+    assert limiter.try_take("change") == 0
+    assert limiter.try_take("change") > 0
+    assert [limiter.try_take("start") for _ in range(2)] == [0] * 2
+    assert limiter.try_take("start") > 0
+    assert limiter.try_take("stop") > 0
+
+
+def test_a_waiting_stop_makes_starts_yield(redis_client: redis.Redis) -> None:
+    """Once a stop found the window full, starts leave it the last tenth until it got through; with no stop
+    waiting, starts use the whole window."""
+    fast = RateLimiter(redis_client, "app-yield", 10)
+    assert [fast.try_take("start") for _ in range(9)] == [0] * 9
+    assert fast.try_take("start") == 0  # no stop waits: the tenth goes to a start
+    busy = RateLimiter(redis_client, "app-yield-2", 10)
+    assert [busy.try_take("start") for _ in range(10)] == [0] * 10
+    wait = busy.try_take("stop")
+    assert wait > 0  # full: the stop waits, and says so
+    time.sleep(wait / 1000)
+    # slots free in the order taken; the first start after the wait finds 9 counted at most: it yields
+    while busy.try_take("start") == 0:
+        pass
+    assert len(redis_client.zrange(keys.rate_limit("app-yield-2"), 0, -1)) <= 9
+    assert busy.try_take("stop") == 0  # the room left is the stop's

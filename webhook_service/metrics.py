@@ -35,6 +35,8 @@ from webhook_service.services import get_services
 from workers import keys, measure
 from workers.notify import NOTIFY_QUEUE
 from workers.ratelimit import MARGIN_MS
+from workers.recordings import admission
+from workers.recordings.decide import poll_interval
 from workers.recordings.machine import TERMINAL, State
 
 bp = Blueprint("metrics", __name__)
@@ -86,15 +88,24 @@ class Scrape:
     overdue: int = 0
     oldest: list[float] = field(default_factory=list)
     rate_used: int = 0
+    admission: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class RedisCollector(Collector):
     """One scrape: two pipelines of Redis reads (and the removal of stale recording-state entries)."""
 
-    def __init__(self, connection: redis.Redis, app_id: str = "", rate_limit: int = 0) -> None:
+    def __init__(
+        self,
+        connection: redis.Redis,
+        app_id: str = "",
+        rate_limit: int = 0,
+        slots: dict[str, int] | None = None,
+    ) -> None:
         self.connection = connection
         self.app_id = app_id
         self.rate_limit = rate_limit
+        #: the concurrency quota per capacity class (AGORA_MAX_RECORDERS, AGORA_MAX_WEB_RECORDERS)
+        self.slots = slots or {}
 
     def collect(self) -> Iterator[Metric]:
         try:
@@ -145,6 +156,7 @@ class RedisCollector(Collector):
             apply={_text(k): int(v) for k, v in next(answers).items()},
             agora={_text(k): int(v) for k, v in next(answers).items()},
             dead=next(answers),
+            admission=admission.usage(self.connection),
         )
 
     def _second_round(self, scrape: Scrape) -> None:
@@ -276,6 +288,7 @@ class RedisCollector(Collector):
         for state in ALL_STATES:
             entered.add_metric([state], stats.get(f"entered:{state}", 0))
         yield entered
+        yield from self._admission(scrape)
         if self.app_id:
             used = GaugeMetricFamily(
                 "acr_ratelimit_requests",
@@ -289,6 +302,37 @@ class RedisCollector(Collector):
             )
             limit.add_metric([self.app_id], self.rate_limit)
             yield limit
+
+    def _admission(self, scrape: Scrape) -> Iterator[Metric]:
+        holding = GaugeMetricFamily(
+            "acr_admission_slots_used",
+            "recordings holding a slot of the App ID's concurrency quota, per capacity class",
+            labels=["class"],
+        )
+        waiting = GaugeMetricFamily(
+            "acr_admission_queue", "recordings queued for a slot, per capacity class", labels=["class"]
+        )
+        slots = GaugeMetricFamily(
+            "acr_admission_slots", "slots per capacity class (0: no limit)", labels=["class"]
+        )
+        for klass, (held, queued) in sorted(scrape.admission.items()):
+            holding.add_metric([klass], held)
+            waiting.add_metric([klass], queued)
+            slots.add_metric([klass], self.slots.get(klass, 0))
+        yield from (holding, waiting, slots)
+        interval, capped = poll_interval(len(scrape.active), self.rate_limit)
+        yield GaugeMetricFamily(
+            "acr_poll_interval_seconds",
+            "routine query interval of a confirmed session for the fleet's size (stretched to keep 30% of the "
+            "rate budget free)",
+            value=interval,
+        )
+        yield GaugeMetricFamily(
+            "acr_poll_interval_capped",
+            "1 when the fleet is too large for the App ID's budget: sessions are polled less often than the "
+            "budget's share allows, at the 270 s cap (3 HA windows); split the fleet or raise AGORA_RATE_LIMIT",
+            value=1 if capped else 0,
+        )
 
     @staticmethod
     def _states(active: set[str], states: dict[str, str], now_ms: int) -> Iterator[Metric]:
@@ -355,7 +399,7 @@ def metrics() -> Response:
     """The metrics, no token (restrict by network, as usual for /metrics)."""
     services = get_services()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(
-        RedisCollector(services.redis, services.settings.agora_app_id, services.settings.agora_rate_limit)
-    )
+    settings = services.settings
+    slots = {"recorder": settings.agora_max_recorders, "web": settings.agora_max_web_recorders}
+    registry.register(RedisCollector(services.redis, settings.agora_app_id, settings.agora_rate_limit, slots))
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

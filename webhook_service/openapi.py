@@ -39,6 +39,7 @@ from workers.recordings.store import (
     MAX_JSON_STRING,
     MAX_LIST,
     MAX_LIST_SCAN,
+    MAX_RESTARTS_LIMIT,
     MAX_TOKEN_CHARS,
 )
 
@@ -197,6 +198,12 @@ def _recording_schemas() -> dict[str, Any]:
             "updatedMs": {"type": "integer"},
             "endedMs": nullable_int,
             "maxDurationSeconds": nullable_int,
+            "maxRestarts": {"type": "integer", "minimum": 0},
+            "priority": {"enum": ["high", "normal"]},
+            "queuePosition": {
+                **nullable_int,
+                "description": "while queued for capacity: 1 = next to start (null when waiting on Agora's 406)",
+            },
             "stopAtMs": nullable_int,
             "currentSession": _nullable({"$ref": "#/components/schemas/Session"}),
             "sessions": {"type": "array", "items": {"$ref": "#/components/schemas/Session"}},
@@ -250,7 +257,17 @@ def _new_recording() -> dict[str, Any]:
                 "type": "integer",
                 "minimum": 1,
                 "maximum": MAX_DURATION_SECONDS,
-                "description": "stop after this long (at most 30 days)",
+                "description": "stop after this long (at most 30 days), paused time included",
+            },
+            "maxRestarts": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": MAX_RESTARTS_LIMIT,
+                "description": "restarts after abnormal ends before the recording fails (default 5)",
+            },
+            "priority": {
+                "enum": ["high", "normal"],
+                "description": "when queued for capacity, high starts before normal (default normal)",
             },
         },
     }
@@ -583,6 +600,17 @@ def build_document() -> dict[str, Any]:
             },
             "/v1/recordings/{id}/stop": {
                 "post": _operation("Stop (idempotent)", {"202": _accepted("stop accepted")}, params=[_ID])
+            },
+            "/v1/recordings/{id}/pause": {
+                "post": _operation(
+                    "Pause (idempotent, in order with other commands): web pages go on hold; individual and mix "
+                    "sessions end, and resume starts a new one",
+                    _CHANGE_ANSWERS,
+                    params=[_ID],
+                )
+            },
+            "/v1/recordings/{id}/resume": {
+                "post": _operation("Resume a paused recording (idempotent)", _CHANGE_ANSWERS, params=[_ID])
             },
             "/v1/recordings/{id}/update": {
                 "post": _operation(

@@ -19,6 +19,7 @@ from webhook_service.http_errors import error_response, store_errors
 from webhook_service.services import get_services
 from workers.agora import AgoraRequestError
 from workers.agora.bodies import explain_validation_error
+from workers.recordings.admission import position
 from workers.recordings.machine import State
 from workers.recordings.model import Recording
 from workers.recordings.store import (
@@ -99,8 +100,14 @@ def _with_recording(view: Callable[[Recording], Response]) -> Callable[[str], Re
     return require_token(store_errors(wrapper))
 
 
+def _view(recording: Recording) -> dict[str, Any]:
+    """The API view, with its place in the admission queue when it waits there."""
+    place = position(get_services().redis, recording) if recording.state == State.QUEUED else None
+    return recording.public(place)
+
+
 def _accepted(recording: Recording, **overrides: Any) -> Response:
-    response = jsonify({**recording.public(), **overrides})
+    response = jsonify({**_view(recording), **overrides})
     response.status_code = 202
     response.headers["Location"] = f"/v1/recordings/{recording.id}"
     return response
@@ -182,7 +189,7 @@ def list_all() -> Response:
     )
     return jsonify(
         {
-            "recordings": [r.public() for r in found],
+            "recordings": [_view(r) for r in found],
             "nextCursor": None if next_cursor is None else str(next_cursor),
         }
     )
@@ -191,8 +198,8 @@ def list_all() -> Response:
 @bp.get("/<recording_id>")
 @_with_recording
 def get_one(recording: Recording) -> Response:
-    """State, desired state, attempts, sessions, files, last error; never a secret."""
-    return jsonify(recording.public())
+    """State, desired state, attempts, sessions, files, last error, place in the queue; never a secret."""
+    return jsonify(_view(recording))
 
 
 @bp.post("/<recording_id>/stop")
@@ -202,6 +209,41 @@ def stop(recording: Recording) -> Response:
     if not recording.terminal:
         send_command(get_services().redis, recording.id, {"op": "stop"})
     return _accepted(recording, desiredState="stopped")
+
+
+def _pause_or_resume(recording: Recording, op: str) -> Response:
+    if recording.terminal or recording.desired == "stopped":
+        return error_response(
+            409, "conflict", f"the recording is {recording.state} (desired: {recording.desired})", field="id"
+        )
+    try:
+        send_command(get_services().redis, recording.id, {"op": op})
+    except TooManyCommandsError:
+        return _too_many()
+    return _accepted(recording, desiredState="paused" if op == "pause" else "recording")
+
+
+@bp.post("/<recording_id>/pause")
+@_with_recording
+def pause(recording: Recording) -> Response:
+    """Pause (idempotent, in order with other commands): web pages go on hold, individual and mix sessions
+    end and a resume starts a new one. 202; 409 once stopped."""
+    return _pause_or_resume(recording, "pause")
+
+
+@bp.post("/<recording_id>/resume")
+@_with_recording
+def resume(recording: Recording) -> Response:
+    """Resume a paused recording (idempotent). 202; 409 once stopped."""
+    return _pause_or_resume(recording, "resume")
+
+
+def _too_many() -> Response:
+    response = error_response(
+        429, "too_many_pending_changes", "too many changes wait for a worker; retry later", field="id"
+    )
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 def _change(recording: Recording, kind: str) -> Response:
@@ -219,11 +261,7 @@ def _change(recording: Recording, kind: str) -> Response:
     try:
         send_command(get_services().redis, recording.id, {"op": kind, "body": checked})
     except TooManyCommandsError:
-        response = error_response(
-            429, "too_many_pending_changes", "too many changes wait for a worker; retry later", field="id"
-        )
-        response.headers["Retry-After"] = "5"
-        return response
+        return _too_many()
     return _accepted(recording)
 
 

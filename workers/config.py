@@ -62,6 +62,9 @@ class Settings:
     storage_secret_key: str = field(default="", repr=False)
     storage_prefix: tuple[str, ...] = ()
     agora_rate_limit: int = 10
+    #: The App ID's concurrency quota (Agora's defaults): recordings beyond wait in ``queued``; 0 = no limit.
+    agora_max_recorders: int = 50
+    agora_max_web_recorders: int = 200
     agora_read_timeout_seconds: float = 10.0
     recording_time_scale: float = 1.0
     upload_stuck_seconds: int = 3600
@@ -113,6 +116,8 @@ class Settings:
             storage_secret_key=env.credential("AGORA_STORAGE_SECRET_KEY"),
             storage_prefix=env.path_list("AGORA_STORAGE_PREFIX"),
             agora_rate_limit=env.integer("AGORA_RATE_LIMIT", 10, low=0, high=10_000),
+            agora_max_recorders=env.integer("AGORA_MAX_RECORDERS", 50, low=0, high=1_000_000),
+            agora_max_web_recorders=env.integer("AGORA_MAX_WEB_RECORDERS", 200, low=0, high=1_000_000),
             agora_read_timeout_seconds=env.number("AGORA_READ_TIMEOUT_SECONDS", 10.0, low=0.1, high=15.0),
             recording_time_scale=env.number("RECORDING_TIME_SCALE", 1.0, low=0.001, high=100.0),
             upload_stuck_seconds=env.integer("UPLOAD_STUCK_SECONDS", 3600, low=10),

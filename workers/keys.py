@@ -67,6 +67,16 @@ def rate_limit(app_id: str) -> str:
     return f"{PREFIX}:ratelimit:{app_id}"
 
 
+def rate_limit_sequence(app_id: str) -> str:
+    """Makes the members of :func:`rate_limit` unique."""
+    return f"{PREFIX}:ratelimit:{app_id}:seq"
+
+
+def rate_limit_stop(app_id: str) -> str:
+    """Set for half a second when a stop found no slot: starts then leave it room."""
+    return f"{PREFIX}:ratelimit:{app_id}:stopwait"
+
+
 RECORDINGS_INDEX = f"{PREFIX}:recordings"  # sorted set: id by creation time (ms)
 ACTIVE_RECORDINGS = f"{PREFIX}:recordings:active"  # sorted set: non-terminal ids by last update (ms)
 
@@ -139,3 +149,17 @@ def recording_poked(recording_id: str) -> str:
 def recording_outbox(recording_id: str) -> str:
     """Notifications a save decided and that are not queued yet (JSON entries; see the runner)."""
     return f"{PREFIX}:rec:{recording_id}:outbox"
+
+
+#: Counter giving every new recording its place in its capacity class's queue (creation order).
+ADMISSION_SEQUENCE = f"{PREFIX}:admission:seq"
+
+
+def admission_queue(klass: str) -> str:
+    """Recordings of a capacity class waiting for a slot (sorted set: priority, then creation order)."""
+    return f"{PREFIX}:admission:{klass}:queue"
+
+
+def admission_holders(klass: str) -> str:
+    """Recordings of a capacity class holding a slot of the App ID's concurrency quota (set)."""
+    return f"{PREFIX}:admission:{klass}:holders"

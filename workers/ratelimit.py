@@ -1,43 +1,77 @@
 """One Agora request budget for every worker process: a sliding one-second window per App ID, in Redis.
 
-Agora allows 10 requests per second per App ID by default (``agora-reference.md`` §2) and answers 429
+Agora allows 10 requests per second per App ID by default (``docs/agora.md`` §2) and answers 429
 beyond. Every worker asks :func:`take` before each REST call; the Lua script keeps the send times of the
 last window in a sorted set and answers either "go" or how many milliseconds to wait. Redis's own clock is
 used, so workers on different machines share one notion of time. The window is longer than a second by
 ``MARGIN_MS``: a request is counted when its slot is taken, but Agora counts it when it arrives, and between
 the two lie the sender's own work, thread and process scheduling on a busy host, and the network. With a
-50 ms margin one fleet run in four got 429s during a burst of 300 stops; the margin must cover the worst
-take-to-arrival delay, not the typical one (measured in ``bench/README.md``).
+bare 50 ms margin one fleet run in four got 429s during a burst of 300 stops (the sender's work between the
+take and the send: a write-ahead save on a loaded host). So the margin covers only what follows the last
+check, and :meth:`RateLimiter.fresh` takes a new slot when the one taken is older than ``SEND_GUARD_MS`` at
+the moment the request leaves (measured in ``bench/README.md``).
 """
 
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import redis
 
 from workers import keys
 
-MARGIN_MS = 200
+MARGIN_MS = 100
+#: A slot taken longer ago than this when the request is about to leave is not trusted: another is taken
+#: (:meth:`RateLimiter.fresh`). Together with the margin, this bounds the take-to-arrival delay the window
+#: must cover to what happens after the check (the socket and the network), not the sender's own work.
+SEND_GUARD_MS = 50
 #: Periodic queries of confirmed sessions use at most this share of the window, so that starts, stops and
 #: changes (the calls users feel) always find room when the budget is tight.
 POLL_SHARE = 0.7
 
+
+class Tier(NamedTuple):
+    """How much of the window a kind of call may fill: ``share`` normally, ``yielding`` while a stop waits."""
+
+    share: float
+    yielding: float
+
+
+#: Priorities inside the one budget: stops first, then starts (acquire, start, and the queries that confirm a
+#: start or follow a 404 up), then changes (update, updateLayout, pause, resume), then routine polls. A call
+#: goes only while the window is less than its share full; a stop that found no slot makes starts yield the
+#: last tenth of the window to it until half a second after its slot frees, so starts use the whole budget
+#: when no stop waits.
+TIERS: dict[str, Tier] = {
+    "stop": Tier(1.0, 1.0),
+    "start": Tier(1.0, 0.9),
+    "change": Tier(0.8, 0.8),
+    "poll": Tier(POLL_SHARE, POLL_SHARE),
+}
+STOP_WAITING_MS = 500
+
+# KEYS: window, sequence, stop-waiting flag. ARGV: limit, window ms, limit while a stop waits, '1' for a stop,
+# how long the flag outlasts the stop's wait (ms). Answers 0 (go: counted) or the milliseconds until a slot frees.
 TAKE_LUA = """
 local key, limit, window = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[3]) == 1 then limit = tonumber(ARGV[3]) end
 local now = redis.call('TIME')
 local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms - window)
 local count = redis.call('ZCARD', key)
 if count < limit then
-  local seq = redis.call('INCR', key .. ':seq')
+  local seq = redis.call('INCR', KEYS[2])
   redis.call('ZADD', key, now_ms, now_ms .. ':' .. seq)
   redis.call('PEXPIRE', key, window * 2)
-  redis.call('PEXPIRE', key .. ':seq', window * 2)
+  redis.call('PEXPIRE', KEYS[2], window * 2)
   return 0
 end
-local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + window - now_ms + 1)
+-- the send time whose expiry brings the window below this call's limit
+local freeing = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+local wait = math.max(1, tonumber(freeing[2]) + window - now_ms + 1)
+if ARGV[4] == '1' then redis.call('SET', KEYS[3], '1', 'PX', wait + tonumber(ARGV[5])) end
+return wait
 """
 
 
@@ -46,24 +80,44 @@ class RateLimiter:
 
     def __init__(self, connection: redis.Redis, app_id: str, per_second: int) -> None:
         self._script = connection.register_script(TAKE_LUA)
-        self._key = keys.rate_limit(app_id)
+        self._keys = [keys.rate_limit(app_id), keys.rate_limit_sequence(app_id), keys.rate_limit_stop(app_id)]
         self.per_second = per_second
+        self.taken_at: float | None = None  # monotonic time of the last slot this process took
 
-    def try_take(self, share: float = 1.0) -> int:
-        """0 when a request may go now (and counts it), else milliseconds until one may. With ``share`` < 1
-        the request goes only while the window is less than that share full (see :data:`POLL_SHARE`)."""
+    def try_take(self, tier: str = "start") -> int:
+        """0 when a request of this tier (:data:`TIERS`) may go now (and counts it), else milliseconds until
+        one may."""
         if self.per_second <= 0:
             return 0
-        limit = max(1, int(self.per_second * share))
-        return int(self._script(keys=[self._key], args=[limit, 1000 + MARGIN_MS]))
+        share, yielding = TIERS[tier]
+        limit, limit_yielding = (max(1, int(self.per_second * s + 1e-9)) for s in (share, yielding))
+        wait = int(
+            self._script(
+                keys=self._keys,
+                args=[limit, 1000 + MARGIN_MS, limit_yielding, 1 if tier == "stop" else 0, STOP_WAITING_MS],
+            )
+        )
+        if wait == 0:
+            self.taken_at = time.monotonic()
+        return wait
 
-    def take(self, max_wait_seconds: float = 1.0, share: float = 1.0) -> bool:
+    def take(self, max_wait_seconds: float = 1.0, tier: str = "start") -> bool:
         """Wait for a slot up to ``max_wait_seconds``; False if none came (the caller reschedules)."""
         deadline = time.monotonic() + max_wait_seconds
         while True:
-            wait_ms = self.try_take(share)
+            wait_ms = self.try_take(tier)
             if wait_ms == 0:
                 return True
             if time.monotonic() + wait_ms / 1000 > deadline:
                 return False
             time.sleep(wait_ms / 1000)
+
+    def fresh(self, tier: str = "start") -> None:
+        """Right before a request leaves: when its slot was taken more than SEND_GUARD_MS ago (a slow save, a
+        busy host), take another, so the window covers when the request really arrives. Waits up to a
+        second; sends anyway after that (a 429 is refused at the gate and retried)."""
+        if self.per_second <= 0 or (
+            self.taken_at is not None and (time.monotonic() - self.taken_at) * 1000 <= SEND_GUARD_MS
+        ):
+            return
+        self.take(max_wait_seconds=1.0, tier=tier)

@@ -22,6 +22,7 @@ from rq.worker import SimpleWorker
 from workers.config import current_settings
 from workers.deadletters import record_job_failure
 from workers.inbox import install_drain_templates, stale_partitions, wake
+from workers.recordings.admission import reconcile
 from workers.recordings.runner import UNRELEASED, release_pending
 from workers.recordings.store import trim_listing, trim_sessions_index
 from workers.recordings.timers import fire_due, rearm_missing
@@ -68,6 +69,7 @@ class RecordingWorker(SimpleWorker):
             retention = current_settings().session_retention_seconds
             self._survive_redis_loss("listing trim", trim_listing, self.connection, retention)
             self._survive_redis_loss("sessions index trim", trim_sessions_index, self.connection, retention)
+            self._survive_redis_loss("admission reconcile", reconcile, self.connection)
             self.revive_scheduler()
 
     def fire_timers(self) -> list[str]:

@@ -70,6 +70,8 @@ class AgoraClient:
         #: Asked before each retry on another (or the same) host: False gives the call up (a shared rate
         #: limit counts every request that reaches Agora, retries included).
         self.before_retry = before_retry
+        #: Called right before a request's first attempt leaves (the rate limit checks its slot is fresh).
+        self.before_send: Callable[[], None] | None = None
         #: Told of every request sent (endpoint, outcome or "transport_error", seconds), for the metrics; set by
         #: the orchestration (:func:`workers.measure.record_agora`). Its failures never reach the call.
         self.observe: Callable[[str, str, float], None] | None = None
@@ -172,6 +174,8 @@ class AgoraClient:
         bases = [self.hosts.primary]
         tried: list[str] = []
         retry_index = 0
+        if self.before_send is not None:
+            self.before_send()
         while bases:
             base = bases.pop(0)
             tried.append(base)

@@ -29,6 +29,8 @@ class Outcome(enum.Enum):
     NOT_FOUND = "not_found"
     #: stop: nobody published, nothing was recorded (206/435).
     NOTHING_RECORDED = "nothing_recorded"
+    #: acquire: the App ID's concurrency quota is taken (400/406 ``vendor_over_load``): wait for capacity.
+    OVER_CAPACITY = "over_capacity"
     #: The request itself is wrong or not allowed (400/2, 401, 432, 1003, ...): do not resend it unchanged.
     REJECTED = "rejected"
 
@@ -46,6 +48,7 @@ TABLE: tuple[tuple[str | None, int | None, int | None, Outcome], ...] = (
     ("stop", ANY, 435, Outcome.NOTHING_RECORDED),
     (ANY, 206, 65, Outcome.RETRY),
     (ANY, ANY, 65, Outcome.RETRY),
+    ("acquire", ANY, 406, Outcome.OVER_CAPACITY),
     ("start", ANY, 433, Outcome.REACQUIRE),
     ("start", ANY, 1001, Outcome.REACQUIRE),
     ("start", 500, 502, Outcome.REACQUIRE),

@@ -26,11 +26,13 @@ completed, backed_up and uploading, which ends as ``upload_unconfirmed`` after `
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from workers.agora import AgoraApiError, AgoraError, AgoraRequestError, Outcome, RecordingReport
 from workers.files import FileEntry, merge_file
+from workers.ratelimit import MARGIN_MS, POLL_SHARE
 from workers.recordings.machine import TERMINAL, Cause, Desired, SessionOutcome, State, edge
 from workers.recordings.model import AgoraSession, Recording, recorder_uid
 
@@ -46,11 +48,19 @@ MISSING_LIMIT = 360.0
 #: anew, since the task may have come back and migrated again unseen (timers fire about every 0.5 s).
 UNWATCHED_AFTER = 30.0
 POLL_EVERY = 120.0
+#: However large the fleet, a confirmed session is queried at least this often: three HA windows, so that a
+#: silent death is seen well within MISSING_LIMIT (the rate limit's poll share sets the interval between).
+POLL_EVERY_MAX = 3 * MISSING_WINDOW
+#: Polls are spread over the last 10 % of the interval, so sessions started together do not poll together.
+POLL_JITTER = 0.1
+#: Agora answered 406 (concurrency quota taken): ask again after these waits, never a failure.
+CAPACITY_BACKOFF = (5.0, 10.0, 20.0, 30.0, 60.0)
+#: A queued recording looks at the queue again this often (a freed slot wakes the head of the queue at once).
+QUEUE_RECHECK = 60.0
 START_BACKOFF = (3.0, 6.0, 9.0)
 QUERY_BACKOFF = (5.0, 10.0, 15.0, 30.0)
 ROTATE_UID_AFTER = 3
 MAX_START_ATTEMPTS = 9
-MAX_RESTARTS = 5
 RATE_LIMITED_BACKOFF = 2.0
 STOP_RETRY = 3.0
 #: A stop Agora refuses (401 while credentials rotate, 400, 433, ...) is sent again this often, this many
@@ -108,6 +118,7 @@ class Call:
     endpoint: str  # acquire | start | query | stop | update | updateLayout
     session: int = -1
     uid: str | None = None
+    hold: bool | None = None  # update: web pause (True) or resume (False) instead of a waiting change
 
 
 @dataclass
@@ -124,13 +135,23 @@ class Plan:
 
 
 def take_commands(rec: Recording, commands: list[dict[str, Any]], now: int) -> list[dict[str, Any]]:
-    """Apply what the API asked (stop, update, layout); returns timeline entries."""
+    """Apply what the API asked (stop, pause, resume, update, layout) in order; returns timeline entries."""
     notes: list[dict[str, Any]] = []
     for command in commands:
-        if command.get("op") == "stop":
+        op = command.get("op")
+        if op == "stop":
             if rec.desired != Desired.STOPPED:
                 rec.desired, rec.stopped_ms = Desired.STOPPED, now
                 notes.append({"ts": now, "kind": "decision", "what": "stop requested by the app server"})
+        elif op in ("pause", "resume"):
+            wanted = Desired.PAUSED if op == "pause" else Desired.RECORDING
+            if rec.terminal or rec.desired in (Desired.STOPPED, wanted):
+                continue  # idempotent; a stop wins
+            rec.desired = wanted
+            if op == "pause":
+                rec.pauses += 1
+            rec.resuming = op == "resume"
+            notes.append({"ts": now, "kind": "decision", "what": f"{op} requested by the app server"})
         elif command.get("op") in ("update", "layout"):
             if rec.terminal or rec.desired == Desired.STOPPED:
                 what = f"{command['op']} dropped: the recording is stopping or over"
@@ -143,11 +164,24 @@ def take_commands(rec: Recording, commands: list[dict[str, Any]], now: int) -> l
 class Step:
     """One decision about one recording (see the module docstring). Mutates ``rec``; returns plans."""
 
-    def __init__(self, rec: Recording, evidence: Evidence, now: int, timing: Timing) -> None:
+    def __init__(
+        self,
+        rec: Recording,
+        evidence: Evidence,
+        now: int,
+        timing: Timing,
+        *,
+        queue_place: int = 0,
+        poll_every: float = POLL_EVERY,
+    ) -> None:
         self.rec = rec
         self.evidence = evidence
         self.now = now
         self.timing = timing
+        #: 0 when the recording holds a slot of the concurrency quota, else its place in the queue
+        self.queue_place = queue_place
+        #: the routine poll interval the fleet's size allows (:func:`poll_interval`)
+        self.poll_every = poll_every
         self.plan = Plan()
         self.holding = False  # a stray's stop is still to be retried: nothing may be started meanwhile
 
@@ -185,16 +219,29 @@ class Step:
         if found.notification is None:
             return
         kind, key = found.notification, found.notification
-        if kind == "recording.started" and rec.restarts and "recording.started" in rec.notified:
+        if kind == "recording.started" and rec.resuming:
+            kind = "recording.resumed"
+        elif kind == "recording.started" and rec.restarts and "recording.started" in rec.notified:
             kind, key = "recording.restarted", f"recording.restarted:{rec.restarts}"
+        if kind in ("recording.paused", "recording.resumed"):
+            key = f"{kind}:{rec.pauses}"
+            rec.resuming = False
         if key not in rec.notified:
             rec.notified.append(key)
             self.plan.notifications.append(kind)
 
-    def _call(self, endpoint: str, session: int = -1, *, uid: str | None = None, ahead: bool = False) -> Plan:
+    def _call(
+        self,
+        endpoint: str,
+        session: int = -1,
+        *,
+        uid: str | None = None,
+        ahead: bool = False,
+        hold: bool | None = None,
+    ) -> Plan:
         if self.holding and endpoint in ("acquire", "start"):  # may create a task: after the stray's stop
             return self.plan
-        self.plan.call = Call(endpoint, session, uid)
+        self.plan.call = Call(endpoint, session, uid, hold)
         self.plan.save_before = ahead
         return self.plan
 
@@ -212,14 +259,25 @@ class Step:
             self.holding = True  # its stop is retried later; the rest goes on, but nothing starts meanwhile
         if rec.terminal:
             return self.plan
-        if rec.desired == Desired.RECORDING and rec.stop_at_ms is not None and self.now >= rec.stop_at_ms:
+        if rec.desired != Desired.STOPPED and rec.stop_at_ms is not None and self.now >= rec.stop_at_ms:
             rec.desired, rec.stopped_ms = Desired.STOPPED, self.now
             self.decision("max duration reached: stopping")
-        if rec.stop_at_ms is not None and rec.desired == Desired.RECORDING:
+        if rec.stop_at_ms is not None and rec.desired != Desired.STOPPED:
             self.wake(rec.stop_at_ms)
         if rec.desired == Desired.STOPPED:
             return self._stopping()
+        if self.queue_place:
+            return self._queued()
+        rec.admitted = True
+        if rec.desired == Desired.PAUSED and not self.keeps_session:
+            return self._pausing()
         return self._recording()
+
+    @property
+    def keeps_session(self) -> bool:
+        """A session should run: recording is wanted, or a web recording is paused (its page on hold)."""
+        rec = self.rec
+        return rec.desired == Desired.RECORDING or (rec.desired == Desired.PAUSED and rec.mode == "web")
 
     def _absorb_evidence(self) -> None:
         """Files, failover uids and ends from the callbacks; stray tasks adopted or marked for stopping."""
@@ -268,7 +326,7 @@ class Step:
         if session.ended_ms is not None:  # given up on, yet it runs
             session.ended_ms, session.outcome, session.given_up = None, None, False
         other = rec.current
-        wanted = not rec.terminal and rec.desired == Desired.RECORDING and (other is None or other is session)
+        wanted = not rec.terminal and self.keeps_session and (other is None or other is session)
         if not wanted:
             session.stop_wanted = True
         self.decision(
@@ -284,7 +342,7 @@ class Step:
         if ended == SessionOutcome.EXITED_ABNORMALLY or session.stop_wanted:
             self._session_over(session, ended)
             return
-        if self.rec.desired == Desired.STOPPED:
+        if not self.keeps_session:
             self._session_over(session, SessionOutcome.EXITED)
             return
         if session.exit_seen_ms is None:
@@ -306,18 +364,41 @@ class Step:
         self.note("session_ended", sid=session.sid, outcome=outcome.value)
         rec = self.rec
         abnormal = outcome in (SessionOutcome.EXITED_ABNORMALLY, SessionOutcome.DIED)
-        if not abnormal or session.stop_wanted or rec.desired == Desired.STOPPED or rec.terminal:
+        if not abnormal or session.stop_wanted or not self.keeps_session or rec.terminal:
             return
         rec.restarts += 1
         rec.uid_index += 1  # the old task is known gone: a new uid, as Agora advises
         rec.retry_at_ms = None
-        if rec.restarts > MAX_RESTARTS:
-            rec.reason = f"the session ended abnormally {rec.restarts} times"
+        if rec.restarts > rec.max_restarts:
+            rec.reason = f"the session ended abnormally {rec.restarts} times (maxRestarts {rec.max_restarts})"
             self.transition(State.FAILED, Cause.BUDGET_EXHAUSTED)
             return
         self.decision("restarting after an abnormal end", restarts=rec.restarts)
-        if rec.state == State.RECORDING:
+        if rec.state in (State.RECORDING, State.PAUSED):
             self.transition(State.STARTING, Cause.RESTART)
+
+    # -- admission and pause -------------------------------------------------------------------------------
+
+    def _queued(self) -> Plan:
+        """No slot of the concurrency quota yet: wait in the queue (a freed slot wakes its head at once)."""
+        rec = self.rec
+        if rec.state == State.PENDING:
+            self.transition(State.QUEUED, Cause.OVER_QUOTA, place=self.queue_place)
+        self.wake(self.after(QUEUE_RECHECK))
+        return self.plan
+
+    def _pausing(self) -> Plan:
+        """Individual and mix: a pause ends the session (its files stay in the manifest); resuming starts a
+        new one with another uid (the old task is known to have ended)."""
+        rec = self.rec
+        if not self._end_sessions():
+            return self.plan
+        if rec.state != State.PAUSED:
+            if rec.sessions:
+                rec.uid_index += 1
+            rec.retry_at_ms = None
+            self.transition(State.PAUSED, Cause.PAUSED)
+        return self.plan
 
     # -- recording -----------------------------------------------------------------------------------------
 
@@ -347,8 +428,12 @@ class Step:
             return self.plan
         if rec.state == State.PENDING:
             self.transition(State.STARTING, Cause.START_REQUESTED)
+        elif rec.state == State.QUEUED:
+            self.transition(State.STARTING, Cause.ADMITTED)
         elif rec.state == State.RECORDING:
             self.transition(State.STARTING, Cause.RESTART)
+        elif rec.state == State.PAUSED:
+            self.transition(State.STARTING, Cause.RESUMED)
         uid = recorder_uid(rec.uid, rec.uid_index)
         self.plan.claims.append(uid)
         return self._call("acquire", uid=uid)
@@ -398,6 +483,12 @@ class Step:
                 change = rec.pending_changes[0]
                 return self._call("updateLayout" if change["kind"] == "layout" else "update", index)
             self.wake(rec.retry_at_ms)
+        elif rec.mode == "web" and session.confirmed_ms is not None:
+            hold = rec.desired == Desired.PAUSED
+            if session.onhold != hold:  # pause / resume: the page on hold through update
+                if rec.retry_at_ms is None or self.now >= rec.retry_at_ms:
+                    return self._call("update", index, hold=hold)
+                self.wake(rec.retry_at_ms)
         if self.now + EARLY_MS < session.next_query_ms:
             self.wake(session.next_query_ms)
             return self.plan
@@ -407,10 +498,17 @@ class Step:
 
     def _stopping(self) -> Plan:
         rec = self.rec
-        live = rec.live_sessions
-        if live and rec.state in (State.STARTING, State.RECORDING):
+        if rec.live_sessions and rec.state in (State.STARTING, State.RECORDING, State.PAUSED):
             self.transition(State.STOPPING, Cause.STOP_REQUESTED)
-        for session in live:  # the first call that is due; the others keep their wake-ups
+        if not self._end_sessions():
+            return self.plan
+        return self._finish()
+
+    def _end_sessions(self) -> bool:
+        """Stop every live session (or find out whether an ambiguous start left a task); True once none is
+        live. The first call that is due goes; the others keep their wake-ups."""
+        rec = self.rec
+        for session in rec.live_sessions:
             index = rec.sessions.index(session)
             if session.sid is not None:
                 self._stop(index)
@@ -421,10 +519,8 @@ class Step:
             else:
                 session.end(SessionOutcome.NOT_STARTED, self.now)  # acquired only: no task
             if self.plan.call is not None:
-                return self.plan
-        if rec.live_sessions:  # each waits for its retry
-            return self.plan
-        return self._finish()
+                return False
+        return not rec.live_sessions  # else each waits for its retry
 
     def _stop(self, index: int) -> Plan:
         session = self.rec.sessions[index]
@@ -459,7 +555,11 @@ class Step:
                 rec.reason = rec.reason or "nothing was recorded (nobody published)"
             started = any(s.sid for s in rec.sessions)
             cause = Cause.NOTHING_RECORDED if nothing or started else Cause.STOPPED_BEFORE_START
-            if cause == Cause.STOPPED_BEFORE_START and rec.state not in (State.PENDING, State.STARTING):
+            if cause == Cause.STOPPED_BEFORE_START and rec.state not in (
+                State.PENDING,
+                State.QUEUED,
+                State.STARTING,
+            ):
                 cause = Cause.NOTHING_RECORDED
             self.transition(State.COMPLETED, cause)
             return self.plan
@@ -491,11 +591,15 @@ class Step:
         to be saved before it goes when ``plan.save_before`` (write-ahead)."""
         if call.endpoint != "start":
             return
-        session = self.rec.sessions[call.session]
+        rec = self.rec
+        session = rec.sessions[call.session]
         if session.sid_unknown:  # a probe of a task Agora said runs: not a new attempt
-            self.rec.retry_at_ms = self.now
+            rec.retry_at_ms = self.now
         else:
-            self.rec.start_attempts += 1
+            rec.start_attempts += 1
+            # web: a paused recording's page starts on hold (as asked at creation, until a pause or resume)
+            asked = rec.desired == Desired.PAUSED or (rec.pauses == 0 and requested_onhold(rec.request))
+            session.onhold = rec.mode == "web" and asked
         session.start_sent += 1
         session.start_in_flight = True
 
@@ -509,6 +613,8 @@ class Step:
             self._queried(call.session, answer, error)
         elif call.endpoint == "stop":
             self._stopped(call.session, answer, error)
+        elif call.hold is not None:
+            self._held(call, error)
         else:
             self._changed(call, error)
 
@@ -530,6 +636,7 @@ class Step:
             rec.sessions.append(
                 AgoraSession(resource_id=answer.resource_id, uid=str(call.uid), acquired_ms=self.now)
             )
+            rec.capacity_waits = 0
             return
         self._start_trouble(error)
 
@@ -543,6 +650,13 @@ class Step:
             return
         if error.outcome == Outcome.RATE_LIMITED:
             rec.retry_at_ms = self.after(RATE_LIMITED_BACKOFF)
+            return
+        if error.outcome == Outcome.OVER_CAPACITY:  # wait for capacity: not a failure, no attempt spent
+            rec.capacity_waits += 1
+            wait = self._backoff(CAPACITY_BACKOFF, rec.capacity_waits)
+            rec.retry_at_ms = self.after(wait)
+            self.decision("Agora's concurrency quota is taken (406): waiting for capacity", seconds=wait)
+            self.transition(State.QUEUED, Cause.AGORA_FULL)
             return
         rec.failures_in_row += 1
         rec.retry_at_ms = self.after(self._backoff(START_BACKOFF, rec.failures_in_row))
@@ -651,8 +765,8 @@ class Step:
                 rec.start_attempts = 0
                 self.note("agora", endpoint="query", outcome="running", sid=session.sid, status=report.status)
             if not session.stop_wanted:
-                self.transition(State.RECORDING, Cause.CONFIRMED, sid=session.sid)
-            session.next_query_ms = self.after(POLL_EVERY)
+                self._confirmed_state(session)
+            session.next_query_ms = self.after(self._poll_wait(session))
             return
         if session.confirmed_ms is None and age >= self.timing.ms(START_WINDOW):
             self.decision("not running 90 s after start: stopping it, then another session", sid=session.sid)
@@ -664,6 +778,22 @@ class Step:
             else MISSING_RETRY
         )
         session.next_query_ms = self.after(wait)
+
+    def _confirmed_state(self, session: AgoraSession) -> None:
+        """A running session: recording, or paused when its page is on hold as wanted (web)."""
+        rec = self.rec
+        if session.onhold and rec.desired == Desired.PAUSED:
+            self.transition(State.PAUSED, Cause.PAUSED, sid=session.sid)
+        elif rec.state != State.PAUSED:
+            self.transition(State.RECORDING, Cause.CONFIRMED, sid=session.sid)
+        elif not session.onhold and rec.desired == Desired.RECORDING:  # the page runs again
+            self.transition(State.RECORDING, Cause.RESUMED, sid=session.sid)
+
+    def _poll_wait(self, session: AgoraSession) -> float:
+        """The next routine query in seconds: the fleet's interval, shortened by up to POLL_JITTER (never
+        longer: the interval is a promise), stable per sid and time so the decision stays a pure function."""
+        spread = zlib.crc32(f"{session.sid}:{self.now}".encode()) % 1001 / 1000
+        return self.poll_every * (1.0 - POLL_JITTER * spread)
 
     def _missing(self, session: AgoraSession) -> None:
         """query answered 404: starting up, migrating (HA), or gone."""
@@ -753,6 +883,23 @@ class Step:
             RATE_LIMITED_BACKOFF if error.outcome == Outcome.RATE_LIMITED else STOP_RETRY
         )
 
+    def _held(self, call: Call, error: AgoraError | None) -> None:
+        """Web pause (hold) or resume answered."""
+        rec = self.rec
+        session = rec.sessions[call.session]
+        self._agora_note("update", error, sid=session.sid, onhold=call.hold)
+        if error is not None:  # retried (a refusal too: the page must follow the app server's wish)
+            wait = STOP_REFUSED_RETRY if error.outcome == Outcome.REJECTED else STOP_RETRY
+            rec.retry_at_ms = self.after(wait)
+            return
+        rec.retry_at_ms = None
+        session.onhold = bool(call.hold)
+        remember_change(rec, {"kind": "update", "body": {"webRecordingConfig": {"onhold": call.hold}}})
+        if call.hold:
+            self.transition(State.PAUSED, Cause.PAUSED, sid=session.sid)
+        elif rec.state == State.PAUSED:
+            self.transition(State.RECORDING, Cause.RESUMED, sid=session.sid)
+
     def _changed(self, call: Call, error: AgoraError | None) -> None:
         rec = self.rec
         session = rec.sessions[call.session]
@@ -765,6 +912,9 @@ class Step:
         rec.pending_changes.pop(0)
         if error is None and change["kind"] == "update" and "storageConfig" not in change["body"]:
             remember_change(rec, change)
+            web = change["body"].get("webRecordingConfig")
+            if web is not None and "onhold" in web:
+                session.onhold = bool(web["onhold"])
 
     def _merge_report(self, session: AgoraSession, report: RecordingReport, status: str, source: str) -> None:
         assert session.sid is not None
@@ -793,6 +943,39 @@ def remember_change(rec: Recording, change: dict[str, Any]) -> None:
             service.setdefault("serviceParam", {})["onhold"] = web.get("onhold")
         if rtmp is not None and service.get("serviceName") == "rtmp_publish_service":
             service.setdefault("serviceParam", {})["outputs"] = rtmp.get("outputs")
+
+
+def requested_onhold(request: dict[str, Any]) -> bool:
+    """The web recorder's ``onhold`` in a start request (as created, or as the last update left it)."""
+    services = request.get("extensionServiceConfig", {}).get("extensionServices", [])
+    return any(
+        s.get("serviceName") == "web_recorder_service" and bool(s.get("serviceParam", {}).get("onhold"))
+        for s in services
+    )
+
+
+def with_onhold(request: dict[str, Any], onhold: bool) -> dict[str, Any]:
+    """A copy of a web start request with the page's ``onhold`` set."""
+    copy = {**request}
+    config = request.get("extensionServiceConfig")
+    if isinstance(config, dict):
+        services = []
+        for service in config.get("extensionServices", []):
+            if service.get("serviceName") == "web_recorder_service":
+                service = {**service, "serviceParam": {**service.get("serviceParam", {}), "onhold": onhold}}
+            services.append(service)
+        copy["extensionServiceConfig"] = {**config, "extensionServices": services}
+    return copy
+
+
+def poll_interval(active: int, per_second: float) -> tuple[float, bool]:
+    """The routine poll interval for a fleet of ``active`` recordings sharing ``per_second`` Agora requests:
+    polls use at most :data:`~workers.ratelimit.POLL_SHARE` of the budget (the rest stays free for starts,
+    stops and changes). Never below POLL_EVERY; capped at POLL_EVERY_MAX, and then ``True``: the fleet is too
+    large for its App ID's budget to watch every session as often as the HA window wants (on /metrics)."""
+    budget = per_second * POLL_SHARE * 1000 / (1000 + MARGIN_MS) if per_second > 0 else 0.0
+    wanted = max(POLL_EVERY, active / budget) if budget > 0 else POLL_EVERY
+    return min(wanted, POLL_EVERY_MAX), wanted > POLL_EVERY_MAX
 
 
 def error_of(exc: BaseException) -> AgoraError:

@@ -8,9 +8,14 @@ The README's "Recording states" table is generated from the same table and check
 States:
 
 - ``pending``: accepted through the API, nothing asked of Agora yet;
+- ``queued``: waiting for capacity: the App ID's concurrency quota (``AGORA_MAX_RECORDERS``,
+  ``AGORA_MAX_WEB_RECORDERS``) is taken, or Agora answered acquire with 406 ``vendor_over_load``; recordings
+  leave the queue by priority, then in creation order (:mod:`workers.recordings.admission`);
 - ``starting``: acquire/start sent, or a session waits to be confirmed by ``query`` (status 4/5), or a task
   Agora may be running is being found out (an ambiguous start);
 - ``recording``: Agora confirmed a running session;
+- ``paused``: the app server paused it: a web recording's page is on hold (``onhold`` through ``update``);
+  an individual or mix recording's session was stopped, and resuming starts a new one;
 - ``stopping``: a stop is wanted (the app server, ``maxDurationSeconds``) and a session still runs;
 - ``uploading``: no session runs any more; files wait for their upload result (31/32);
 - ``completed``: every session ended and every file is uploaded (or nothing was recorded);
@@ -32,8 +37,10 @@ class State(enum.StrEnum):
     """What is true of a recording."""
 
     PENDING = "pending"
+    QUEUED = "queued"
     STARTING = "starting"
     RECORDING = "recording"
+    PAUSED = "paused"
     STOPPING = "stopping"
     UPLOADING = "uploading"
     COMPLETED = "completed"
@@ -49,6 +56,7 @@ class Desired(enum.StrEnum):
     """What the app server wants."""
 
     RECORDING = "recording"
+    PAUSED = "paused"
     STOPPED = "stopped"
 
 
@@ -69,6 +77,11 @@ class Cause(enum.StrEnum):
     """Why a recording changed state (kept on the timeline with the transition)."""
 
     START_REQUESTED = "start requested"
+    OVER_QUOTA = "the concurrency quota is taken"
+    ADMITTED = "capacity freed"
+    AGORA_FULL = "Agora answered 406 vendor_over_load"
+    PAUSED = "paused by the app server"
+    RESUMED = "resumed by the app server"
     CONFIRMED = "query confirmed the session"
     RESTART = "restarting after the session ended abnormally"
     REJECTED = "Agora rejected the recording"
@@ -101,11 +114,19 @@ _FINISH = (
 )
 
 #: Every legal transition. ``recording.started`` becomes ``recording.restarted`` after a restart (once the
-#: recording was announced as started).
+#: recording was announced as started), and ``recording.resumed`` for the first session after a resume.
 TRANSITIONS: tuple[Edge, ...] = (
     Edge(S.PENDING, S.STARTING, C.START_REQUESTED),
+    Edge(S.PENDING, S.QUEUED, C.OVER_QUOTA),
+    Edge(S.PENDING, S.PAUSED, C.PAUSED, "recording.paused"),
     Edge(S.PENDING, S.COMPLETED, C.STOPPED_BEFORE_START, "recording.completed"),
     Edge(S.PENDING, S.FAILED, C.REJECTED, "recording.failed"),
+    Edge(S.QUEUED, S.STARTING, C.ADMITTED),
+    Edge(S.QUEUED, S.PAUSED, C.PAUSED, "recording.paused"),
+    Edge(S.QUEUED, S.COMPLETED, C.STOPPED_BEFORE_START, "recording.completed"),
+    Edge(S.QUEUED, S.FAILED, C.BUDGET_EXHAUSTED, "recording.failed"),
+    Edge(S.STARTING, S.QUEUED, C.AGORA_FULL),
+    Edge(S.STARTING, S.PAUSED, C.PAUSED, "recording.paused"),
     Edge(S.STARTING, S.RECORDING, C.CONFIRMED, "recording.started"),
     Edge(S.STARTING, S.FAILED, C.REJECTED, "recording.failed"),
     Edge(S.STARTING, S.FAILED, C.BUDGET_EXHAUSTED, "recording.failed"),
@@ -114,10 +135,19 @@ TRANSITIONS: tuple[Edge, ...] = (
     Edge(S.STARTING, S.UPLOADING, C.SESSION_OVER),
     *(Edge(S.STARTING, target, cause, note) for target, cause, note in _FINISH),
     Edge(S.RECORDING, S.STARTING, C.RESTART),
+    Edge(S.RECORDING, S.PAUSED, C.PAUSED, "recording.paused"),
     Edge(S.RECORDING, S.STOPPING, C.STOP_REQUESTED),
     Edge(S.RECORDING, S.UPLOADING, C.SESSION_OVER),
     Edge(S.RECORDING, S.FAILED, C.BUDGET_EXHAUSTED, "recording.failed"),
     *(Edge(S.RECORDING, target, cause, note) for target, cause, note in _FINISH),
+    Edge(S.PAUSED, S.STARTING, C.RESUMED),
+    Edge(S.PAUSED, S.STARTING, C.RESTART),
+    Edge(S.PAUSED, S.RECORDING, C.RESUMED, "recording.resumed"),
+    Edge(S.PAUSED, S.STOPPING, C.STOP_REQUESTED),
+    Edge(S.PAUSED, S.UPLOADING, C.SESSION_OVER),
+    Edge(S.PAUSED, S.FAILED, C.REJECTED, "recording.failed"),
+    Edge(S.PAUSED, S.FAILED, C.BUDGET_EXHAUSTED, "recording.failed"),
+    *(Edge(S.PAUSED, target, cause, note) for target, cause, note in _FINISH),
     Edge(S.STOPPING, S.UPLOADING, C.SESSION_OVER),
     Edge(S.STOPPING, S.FAILED, C.REJECTED, "recording.failed"),
     Edge(S.STOPPING, S.FAILED, C.BUDGET_EXHAUSTED, "recording.failed"),

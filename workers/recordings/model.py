@@ -10,7 +10,7 @@ and query/stop answers): each file keeps its best status (uploaded > backed_up >
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -18,6 +18,9 @@ from workers.agora.bodies import Mode
 from workers.files import FileEntry
 from workers.recordings.machine import TERMINAL, Desired, SessionOutcome, State
 from workers.redact import redact
+
+Priority = Literal["high", "normal"]
+PRIORITIES: tuple[Priority, ...] = ("high", "normal")
 
 
 class AgoraSession(msgspec.Struct, kw_only=True):
@@ -53,6 +56,7 @@ class AgoraSession(msgspec.Struct, kw_only=True):
     stop_refusals: int = 0
     upload_status: str | None = None  # stop's uploadingStatus: uploaded | backed_up | None
     adopted: bool = False  # its sid was learnt from callbacks, not from start's answer
+    onhold: bool = False  # web: the page is on hold (started so, or set through update)
     given_up: bool = False  # ended without learning its task's sid: that task may still run (uid stays)
 
     @property
@@ -99,6 +103,8 @@ class Recording(msgspec.Struct, kw_only=True):
     request: dict[str, Any]  # the start clientRequest (may hold storage keys and a token: never shown)
     scene: int = 0
     max_duration_seconds: int | None = None
+    max_restarts: int = 5
+    priority: Priority = "normal"
     created_ms: int
     updated_ms: int
     desired: Desired = Desired.RECORDING
@@ -107,7 +113,11 @@ class Recording(msgspec.Struct, kw_only=True):
     fail_reason: str | None = None  # set when the recording must end failed once no task runs
     start_attempts: int = 0
     failures_in_row: int = 0
+    capacity_waits: int = 0  # 406 answers in a row (the backoff while Agora's quota is taken)
     restarts: int = 0
+    admitted: bool = False  # holds one of the App ID's recorder slots (workers.recordings.admission)
+    pauses: int = 0  # pause requests taken so far (each pause and resume is notified once)
+    resuming: bool = False  # the next confirmed session is announced as recording.resumed
     uid_index: int = 0
     retry_at_ms: int | None = None
     stop_at_ms: int | None = None
@@ -143,7 +153,12 @@ class Recording(msgspec.Struct, kw_only=True):
         """No more work will be done for it."""
         return self.state in TERMINAL
 
-    def public(self) -> dict[str, Any]:
+    @property
+    def holds_capacity(self) -> bool:
+        """It counts against the concurrency quota: wanted (recording or paused), or a task may still run."""
+        return not self.terminal and (self.desired != Desired.STOPPED or bool(self.live_sessions))
+
+    def public(self, queue_position: int | None = None) -> dict[str, Any]:
         """The API view: never a storage key or a token."""
         files = sorted(self.files.values(), key=lambda f: (f.slice_start_time or 0, f.name))
         current = self.current
@@ -161,6 +176,9 @@ class Recording(msgspec.Struct, kw_only=True):
             "updatedMs": self.updated_ms,
             "endedMs": self.ended_ms,
             "maxDurationSeconds": self.max_duration_seconds,
+            "maxRestarts": self.max_restarts,
+            "priority": self.priority,
+            "queuePosition": queue_position if self.state == State.QUEUED else None,
             "stopAtMs": self.stop_at_ms,
             "currentSession": current.public() if current else None,
             "sessions": [s.public() for s in self.sessions],

@@ -48,7 +48,8 @@ from workers.config import Settings, current_settings
 from workers.events import as_int
 from workers.measure import record_agora, record_state
 from workers.notify import queue_notification
-from workers.ratelimit import POLL_SHARE, RateLimiter
+from workers.ratelimit import RateLimiter
+from workers.recordings.admission import RELEASE_LUA, admit, capacity_class, slots_for
 from workers.recordings.decide import (
     Call,
     Evidence,
@@ -57,10 +58,12 @@ from workers.recordings.decide import (
     Step,
     Timing,
     error_of,
+    poll_interval,
     take_commands,
+    with_onhold,
 )
 from workers.recordings.liveness import keep_alive, take_over_if_dead
-from workers.recordings.machine import SessionOutcome
+from workers.recordings.machine import Desired, SessionOutcome
 from workers.recordings.model import Recording, encode
 from workers.recordings.store import load, peek_commands
 from workers.recordings.timers import (
@@ -84,19 +87,27 @@ BUSY_RETRY_MS = 2000
 SLOT_WAIT_MS = 150
 RATE_LIMITED_JITTER_MS = 100
 
-# KEYS: lock, document, timeline, timers, active index, commands, poked flag, notification outbox, then
-#       sid->recording keys and channel claim sets (every recording that used a channel and uid)
+# KEYS: lock, document, timeline, timers, active index, commands, poked flag, notification outbox, admission
+#       queue and holders of its capacity class, then sid->recording keys and channel claim sets (every
+#       recording that used a channel and uid)
 # ARGV: token, document, id, wake at (-1: none), terminal (0/1), retention s, updated ms, commands to drop,
-#       timeline cap, soon (ms, after a poke), number of sid keys, number of outbox entries, the outbox
-#       entries, then the timeline entries
-SAVE_LUA = """
+#       timeline cap, soon (ms, after a poke), number of sid keys, number of outbox entries, gives its
+#       capacity slot back (0/1), slots of its class, the outbox entries, then the timeline entries
+SAVE_LUA = (
+    """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-local id, retention = ARGV[3], tonumber(ARGV[6])
+local id, retention, now = ARGV[3], tonumber(ARGV[6]), tonumber(ARGV[7])
 redis.call('SET', KEYS[2], ARGV[2])
 local outbox = tonumber(ARGV[12])
-for i = 13, 12 + outbox do redis.call('RPUSH', KEYS[8], ARGV[i]) end
-for i = 13 + outbox, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
-if #ARGV >= 13 + outbox then redis.call('LTRIM', KEYS[3], -tonumber(ARGV[9]), -1) end
+for i = 15, 14 + outbox do redis.call('RPUSH', KEYS[8], ARGV[i]) end
+for i = 15 + outbox, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+if #ARGV >= 15 + outbox then redis.call('LTRIM', KEYS[3], -tonumber(ARGV[9]), -1) end
+if ARGV[13] == '1' then
+  local q, slots = 9, tonumber(ARGV[14])
+"""
+    + RELEASE_LUA
+    + """
+end
 local wake = tonumber(ARGV[4])
 if wake >= 0 and redis.call('DEL', KEYS[7]) == 1 then
   -- a wake-up came while this step ran (it found the lock held): look again soon, whatever was planned
@@ -111,14 +122,15 @@ else
   redis.call('ZADD', KEYS[5], ARGV[7], id)
 end
 if tonumber(ARGV[8]) > 0 then redis.call('LTRIM', KEYS[6], tonumber(ARGV[8]), -1) end
-local claims = 9 + tonumber(ARGV[11])
-for i = 9, claims - 1 do redis.call('SET', KEYS[i], id, 'EX', retention) end
+local claims = 11 + tonumber(ARGV[11])
+for i = 11, claims - 1 do redis.call('SET', KEYS[i], id, 'EX', retention) end
 for i = claims, #KEYS do
   redis.call('SADD', KEYS[i], id)
   redis.call('EXPIRE', KEYS[i], retention)
 end
 return 1
 """
+)
 
 # KEYS: lock. ARGV: token, ttl ms. 1 when still held (and extended).
 EXTEND_LUA = """
@@ -189,8 +201,11 @@ class Runner:
         if worst is not None and worst() > WORST_CALL_SECONDS:
             raise ValueError(f"one Agora call may take {worst():.0f} s, longer than the lock allows")
         self.limiter = RateLimiter(connection, settings.agora_app_id, settings.agora_rate_limit)
+        self._call_tier = "start"
         if isinstance(self.client, AgoraClient) and self.client.before_retry is None:
-            self.client.before_retry = lambda: self.limiter.take(max_wait_seconds=2.0)
+            self.client.before_retry = lambda: self.limiter.take(max_wait_seconds=2.0, tier=self._call_tier)
+        if isinstance(self.client, AgoraClient) and self.client.before_send is None:
+            self.client.before_send = lambda: self.limiter.fresh(self._call_tier)
         if isinstance(self.client, AgoraClient) and self.client.observe is None:
             self.client.observe = lambda endpoint, outcome, seconds: record_agora(
                 connection, endpoint, outcome, seconds
@@ -263,7 +278,9 @@ class Runner:
                 record_max(self.redis, "timer_late_max_ms", now - rec.wake_at_ms)
             commands = peek_commands(self.redis, recording_id)
             notes = take_commands(rec, commands, now)
-            step = Step(rec, self.evidence(rec), now, self.timing)
+            if calls == 0:
+                place, poll_every = self._fleet(rec)
+            step = Step(rec, self.evidence(rec), now, self.timing, queue_place=place, poll_every=poll_every)
             plan = step.decide()
             plan.notes[:0] = notes
             call = plan.call
@@ -275,7 +292,8 @@ class Runner:
                 self.save(rec, plan, token, len(commands))
                 return rec.state
             self._extend_lock(recording_id, token)
-            wait_ms = self._slot(self._share(rec, call))
+            self._call_tier = self._tier(rec, call)
+            wait_ms = self._slot(self._call_tier)
             if wait_ms:  # no slot soon: give the worker back and come again when one frees
                 plan.call, plan.wake_at = None, now + wait_ms + secrets.randbelow(RATE_LIMITED_JITTER_MS)
                 self.save(rec, plan, token, len(commands))
@@ -290,23 +308,37 @@ class Runner:
             self.save(rec, plan, token, len(commands), wake_at=step.now)
         return "continued"
 
-    def _slot(self, share: float) -> int:
+    def _fleet(self, rec: Recording) -> tuple[int, float]:
+        """The recording's place in the admission queue (0: it holds a slot, or needs none), and the routine
+        poll interval for the fleet's size (in the rules' seconds, which Timing scales)."""
+        place = 0
+        if rec.holds_capacity and rec.desired != Desired.STOPPED:
+            place = admit(self.redis, rec, slots_for(self.settings, rec.mode))
+        active = int(self.redis.zcard(keys.ACTIVE_RECORDINGS))
+        # the budget is per real second; the rules' seconds last `scale` real seconds
+        interval, _capped = poll_interval(active, self.settings.agora_rate_limit * self.timing.scale)
+        return place, interval
+
+    def _slot(self, tier: str) -> int:
         """Take a rate-limit slot, waiting up to SLOT_WAIT_MS; 0 when taken, else milliseconds to wait."""
-        wait_ms = self.limiter.try_take(share)
+        wait_ms = self.limiter.try_take(tier)
         if 0 < wait_ms <= SLOT_WAIT_MS:
             time.sleep(wait_ms / 1000)
-            wait_ms = self.limiter.try_take(share)
+            wait_ms = self.limiter.try_take(tier)
         return wait_ms
 
     @staticmethod
-    def _share(rec: Recording, call: Call) -> float:
-        """Routine polls of confirmed sessions leave part of the rate budget to everything else (queries that
-        follow up a 404 are not routine: they decide whether a session died)."""
+    def _tier(rec: Recording, call: Call) -> str:
+        """The call's priority in the rate budget (:data:`~workers.ratelimit.TIERS`): stops first, then starts
+        and the queries that confirm a start or follow up a 404 (they decide whether a session died), then
+        changes, then routine polls of confirmed sessions."""
+        if call.endpoint in ("stop", "acquire", "start"):
+            return "stop" if call.endpoint == "stop" else "start"
         if call.endpoint != "query":
-            return 1.0
+            return "change"
         session = rec.sessions[call.session]
         routine = session.confirmed_ms is not None and session.missing_since_ms is None
-        return POLL_SHARE if routine else 1.0
+        return "poll" if routine else "start"
 
     def _extend_lock(self, recording_id: str, token: str) -> None:
         if not self._extend(keys=[keys.recording_lock(recording_id)], args=[token, LOCK_TTL_MS]):
@@ -342,7 +374,8 @@ class Runner:
         session = rec.sessions[call.session]
         uid = session.uid
         if call.endpoint == "start":
-            request = from_json_dict(StartClientRequest, rec.request, "clientRequest")
+            wanted = with_onhold(rec.request, session.onhold) if rec.mode == "web" else rec.request
+            request = from_json_dict(StartClientRequest, wanted, "clientRequest")
             return client.start(
                 session.resource_id, rec.mode, StartRequest(cname=rec.cname, uid=uid, client_request=request)
             )
@@ -353,7 +386,10 @@ class Runner:
             return client.stop(
                 session.resource_id, session.sid, rec.mode, StopRequest(cname=rec.cname, uid=uid)
             )
-        body_json = rec.pending_changes[0]["body"]
+        if call.hold is not None:
+            body_json: dict[str, Any] = {"webRecordingConfig": {"onhold": call.hold}}
+        else:
+            body_json = rec.pending_changes[0]["body"]
         if call.endpoint == "updateLayout":
             layout = from_json_dict(UpdateLayoutClientRequest, body_json, "clientRequest")
             return client.update_layout(
@@ -414,6 +450,8 @@ class Runner:
                 keys.recording_commands(rec.id),
                 keys.recording_poked(rec.id),
                 keys.recording_outbox(rec.id),
+                keys.admission_queue(capacity_class(rec.mode)),
+                keys.admission_holders(capacity_class(rec.mode)),
                 *sid_keys,
                 *claim_keys,
             ],
@@ -430,6 +468,8 @@ class Runner:
                 BUSY_RETRY_MS,
                 len(sid_keys),
                 len(outbox),
+                0 if rec.holds_capacity else 1,
+                slots_for(self.settings, rec.mode),
                 *outbox,
                 *(msgspec.json.encode(redact(n)) for n in plan.notes),
             ],

@@ -30,7 +30,8 @@ from workers.agora import (
 )
 from workers.agora.bodies import MODES, Mode, check_cname, check_uid, storage_from_settings
 from workers.config import Settings
-from workers.recordings.model import Recording, decode, encode, new_id
+from workers.recordings.admission import capacity_class, queue_score
+from workers.recordings.model import PRIORITIES, Recording, decode, encode, new_id
 from workers.recordings.timers import wake
 
 IDEMPOTENCY_TTL = 24 * 3600
@@ -39,6 +40,9 @@ MAX_LIST = 200
 #: ``nextCursor`` to go on from (a ``?cname=`` that matches nothing never scans the whole index).
 MAX_LIST_SCAN = 1_000
 MAX_DURATION_SECONDS = 30 * 24 * 3600
+#: A recording restarts after an abnormal end at most ``maxRestarts`` times (default, and the largest accepted).
+DEFAULT_MAX_RESTARTS = 5
+MAX_RESTARTS_LIMIT = 100
 
 #: Bounds of every JSON value the API accepts (bodies of create, update and layout). Agora's own structures
 #: nest at most 5 levels, hold at most 32 uids per list and 17 layout windows; tokens are a few hundred
@@ -68,6 +72,8 @@ class RecordingSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     web: dict[str, Any] | None = None
     storage: dict[str, Any] | None = None
     maxDurationSeconds: int | None = None  # noqa: N815
+    maxRestarts: int | None = None  # noqa: N815
+    priority: str | None = None
 
 
 def check_json_bounds(value: Any, field: str = "", max_depth: int = MAX_JSON_DEPTH) -> None:
@@ -133,6 +139,13 @@ def _check_text(field: str, value: str | None, max_chars: int) -> None:
         raise AgoraRequestError(field, "is not valid Unicode (lone surrogate)")
 
 
+def _check_int(field: str, value: int | None, low: int, high: int, note: str = "") -> None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high
+    ):
+        raise AgoraRequestError(field, f"must be an integer from {low} to {high}{note}")
+
+
 def api_field(field: str) -> str:
     """An Agora wire path as the API's field name (``clientRequest.storageConfig.x`` -> ``storage.x``)."""
     field = field.removeprefix("clientRequest.").removeprefix("clientRequest")
@@ -159,15 +172,10 @@ def build_request(spec: RecordingSpec, settings: Settings) -> tuple[dict[str, An
         _check_text("uid", spec.uid, MAX_UID_CHARS)
         check_uid("uid", spec.uid)
     _check_text("token", spec.token, MAX_TOKEN_CHARS)
-    duration = spec.maxDurationSeconds
-    if duration is not None and (
-        isinstance(duration, bool)
-        or not isinstance(duration, int)
-        or not 1 <= duration <= MAX_DURATION_SECONDS
-    ):
-        raise AgoraRequestError(
-            "maxDurationSeconds", f"must be an integer from 1 to {MAX_DURATION_SECONDS} (30 days)"
-        )
+    _check_int("maxDurationSeconds", spec.maxDurationSeconds, 1, MAX_DURATION_SECONDS, " (30 days)")
+    _check_int("maxRestarts", spec.maxRestarts, 0, MAX_RESTARTS_LIMIT)
+    if spec.priority is not None and spec.priority not in PRIORITIES:
+        raise AgoraRequestError("priority", f"must be one of {', '.join(PRIORITIES)}")
     for name in _CONFIG_FIELDS:
         config = getattr(spec, name)
         if config is not None:
@@ -242,8 +250,9 @@ class IdempotencyConflictError(Exception):
         self.recording_id = recording_id
 
 
-# KEYS: idempotency key (or ""), document, timeline, listing index, active index, timers
-# ARGV: id, fingerprint, document, listing score, now ms, timeline entry, idempotency ttl
+# KEYS: idempotency key (or ""), document, timeline, listing index, active index, timers, admission queue of
+#       its capacity class, admission counter
+# ARGV: id, fingerprint, document, listing score, now ms, timeline entry, idempotency ttl, queue score base
 # Answers {id, fingerprint}: ours when created, the first request's when the key was used before.
 CREATE_LUA = """
 if KEYS[1] ~= '' then
@@ -259,6 +268,7 @@ redis.call('RPUSH', KEYS[3], ARGV[6])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
 redis.call('ZADD', KEYS[6], ARGV[5], ARGV[1])
+redis.call('ZADD', KEYS[7], tonumber(ARGV[8]) + redis.call('INCR', KEYS[8]), ARGV[1])
 return {ARGV[1], ARGV[2]}
 """
 
@@ -294,6 +304,8 @@ def create_recording(
         request=request,
         scene=scene,
         max_duration_seconds=spec.maxDurationSeconds,
+        max_restarts=DEFAULT_MAX_RESTARTS if spec.maxRestarts is None else spec.maxRestarts,
+        priority="high" if spec.priority == "high" else "normal",
         created_ms=now,
         updated_ms=now,
         stop_at_ms=now + int(spec.maxDurationSeconds * 1000 * settings.recording_time_scale)
@@ -315,6 +327,8 @@ def create_recording(
                     keys.RECORDINGS_INDEX,
                     keys.ACTIVE_RECORDINGS,
                     keys.TIMERS,
+                    keys.admission_queue(capacity_class(recording.mode)),
+                    keys.ADMISSION_SEQUENCE,
                 ],
                 args=[
                     recording_id,
@@ -324,6 +338,7 @@ def create_recording(
                     now,
                     msgspec.json.encode(entry),
                     IDEMPOTENCY_TTL,
+                    queue_score(recording.priority, 0),
                 ],
             ),
         )
