@@ -22,6 +22,8 @@ OPTIONS: dict[str, tuple[type, str]] = {
     "rate_limit": (int, "requests per second per App ID before 429 (0 = off)"),
     "default_publishers": (int, "publishing hosts in channels never configured"),
     "ncs_timeout": (float, "seconds the receiver has to answer 200"),
+    "max_recorders": (int, "concurrent individual/mix recorders before acquire answers 406 (0 = no limit)"),
+    "max_web_recorders": (int, "concurrent web page recorders before acquire answers 406 (0 = no limit)"),
 }
 
 
@@ -60,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="emulator %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     config = Config(faults=faults, **{name: getattr(args, name) for name in OPTIONS})
-    emulator = Emulator(config)
+    try:
+        emulator = Emulator(config)
+    except ValueError as exc:
+        print(f"agora emulator: {exc}", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, _terminate)
     print(
         f"agora emulator on http://{args.host}:{args.port} (app id {args.app_id}), callbacks to {args.notify_url}",

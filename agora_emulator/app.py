@@ -4,7 +4,9 @@ REST answers follow ``agora-reference.md`` §3.2, §3.3, §3.9: 401 ``Unauthoriz
 credentials`` from the gateway, 404 ``no Route matched with those values`` for unknown paths and methods, 429
 ``API rate limit exceeded`` over the App ID's QPS, 400 code 8 for a non-JSON content type or body, then the
 service's own checks (:mod:`agora_emulator.validate`, :mod:`agora_emulator.world`). Every answer carries an
-``X-Request-ID``. Every call is recorded (storage keys and tokens replaced by a short hash) for the control API.
+``X-Request-ID``. Over the App ID's concurrency quota, acquire answers 400 code 406 ``vendor_over_load``
+(:class:`agora_emulator.world.World`; ``/_emulator/quota`` shows and changes the limits). Every call is
+recorded (storage keys and tokens replaced by a short hash) for the control API.
 
 A ``slow`` fault holds an answer back for real seconds after the call was served and recorded, on the request's
 own thread and without the world lock, so other calls and the task's timers go on meanwhile.
@@ -61,6 +63,7 @@ CONTROL_RULES = Map(
         Rule("/_emulator/tasks/<sid>", endpoint="task", methods=["GET"]),
         Rule("/_emulator/tasks/<sid>/faults", endpoint="task_fault", methods=["POST"]),
         Rule("/_emulator/rate-limit", endpoint="rate_limit", methods=["GET", "PUT"]),
+        Rule("/_emulator/quota", endpoint="quota", methods=["GET", "PUT"]),
     ]
 )
 MODES = ("individual", "mix", "web")
@@ -81,6 +84,8 @@ class Config:
     rate_limit: int = 10
     default_publishers: int = 2
     ncs_timeout: float = 10.0
+    max_recorders: int = 50  # concurrent individual/mix recorders per App ID, then 406 (0: no limit)
+    max_web_recorders: int = 200  # concurrent web page recorders per App ID, then 406 (0: no limit)
     faults: list[Fault] = field(default_factory=list)
 
 
@@ -139,6 +144,9 @@ class Emulator:
     """One emulated Agora: the world, its clock, its NCS sender, and the WSGI app serving both APIs."""
 
     def __init__(self, config: Config) -> None:
+        for name in ("max_recorders", "max_web_recorders"):
+            if getattr(config, name) < 0:
+                raise ValueError(f"{name} must be 0 (no limit) or more")
         self.config = config
         self.rng = random.Random(config.seed)
         self.clock = Clock(config.time_scale)
@@ -157,7 +165,11 @@ class Emulator:
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()  # wakes answers held back by a slow fault
 
-    def _new_world(self) -> World:
+    def _new_world(self, limits: tuple[int, int] | None = None) -> World:
+        max_recorders, max_web_recorders = limits or (
+            self.config.max_recorders,
+            self.config.max_web_recorders,
+        )
         world = World(
             app_id=self.config.app_id,
             clock=self.clock,
@@ -165,6 +177,8 @@ class Emulator:
             sender=self.sender,
             rng=self.rng,
             default_publishers=self.config.default_publishers,
+            max_recorders=max_recorders,
+            max_web_recorders=max_web_recorders,
         )
         for fault in self.config.faults:
             world.add_fault(fault)
@@ -347,6 +361,7 @@ class Emulator:
                 "rateLimit": self.limiter.to_json(),
                 "tasks": [task.summary() for task in world.tasks.values()],
                 "liveTasks": sum(task.alive for task in world.tasks.values()),
+                "quota": world.quota(),
                 "faults": [fault.to_json() for fault in world.faults],
                 "requests": len(world.requests),
                 "notifications": len(self.sender.deliveries),
@@ -356,7 +371,7 @@ class Emulator:
     def _control_reset(self, request: Request) -> Response:
         self.scheduler.clear()
         self.sender.deliveries.clear()
-        self.world = self._new_world()
+        self.world = self._new_world((self.world.max_recorders, self.world.max_web_recorders))
         self.limiter = RateLimiter(self.limiter.qps)
         return _json({"reset": True})
 
@@ -422,6 +437,19 @@ class Emulator:
             spec = msgspec.json.decode(request.get_data())
             self.limiter.qps = int(spec["qps"])
         return _json(self.limiter.to_json())
+
+    def _control_quota(self, request: Request) -> Response:
+        if request.method == "PUT":
+            spec = msgspec.json.decode(request.get_data())
+            fields = {"maxRecorders": "max_recorders", "maxWebRecorders": "max_web_recorders"}
+            if not isinstance(spec, dict) or not spec or not spec.keys() <= fields.keys():
+                raise ValueError('PUT /_emulator/quota takes {"maxRecorders": n, "maxWebRecorders": n}')
+            for key, value in spec.items():
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError(f"{key} must be an integer >= 0 (0: no limit)")
+            for key, value in spec.items():
+                setattr(self.world, fields[key], value)
+        return _json(self.world.quota())
 
 
 def _json(data: Any, status: int = 200) -> Response:

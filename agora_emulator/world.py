@@ -12,6 +12,12 @@ Timeline of a task (emulated seconds after start; ``agora-reference.md`` §1.6, 
 
 Channels: users with a role (host / audience) publishing audio and/or video. A channel never configured gets
 ``default_publishers`` publishing hosts, so a demo recording has something to record.
+
+Concurrency quota (``docs/agora.md`` §2 Limits): at most ``max_recorders`` individual/mix recorders and
+``max_web_recorders`` web page recorders per App ID (0: no limit). A class's usage is its alive tasks (starting,
+running, migrating) plus the resources acquired for it (scene 1: web) and not started within ``RESOURCE_TTL``,
+as Agora allocates a worker at acquire. At the limit, acquire answers 400 ``{"code": 406, "reason":
+"vendor_over_load"}``; a task that exits frees its place at once.
 """
 
 from __future__ import annotations
@@ -167,6 +173,8 @@ class World:
         sender: NcsSender,
         rng: random.Random,
         default_publishers: int = 2,
+        max_recorders: int = 50,
+        max_web_recorders: int = 200,
     ) -> None:
         self.app_id = app_id
         self.clock = clock
@@ -184,20 +192,27 @@ class World:
         self.notice_base = rng.randrange(10**9, 2 * 10**9)
         self.notice_count = 0
         self.requests: deque[dict[str, Any]] = deque(maxlen=10_000)
+        # Concurrency quota, per class (True: web page recording). Reserved resources are kept in acquire
+        # order (the clock is monotonic), so the expired ones are pruned from the front.
+        self.max_recorders = max_recorders
+        self.max_web_recorders = max_web_recorders
+        self.quota_refused = 0
+        self.alive_count: dict[bool, int] = {False: 0, True: 0}
+        self.reserved: dict[bool, dict[str, float]] = {False: {}, True: {}}  # resourceId -> acquired at
 
     # -- identifiers ---------------------------------------------------------------------------------------
 
     def _hex(self, size: int) -> str:
         return "".join(self.rng.choice("0123456789abcdef") for _ in range(size))
 
-    def _resource_id(self, cname: str, uid: str, scene: int, hours: int) -> str:
+    def _resource_id(self, cname: str, uid: str, scene: int, hours: int, at: float) -> str:
         token = {
             "a": self.app_id,
             "c": cname,
             "u": uid,
             "s": scene,
             "h": hours,
-            "t": self.clock.now(),
+            "t": at,
             "n": self._hex(24),
         }
         raw = base64.urlsafe_b64encode(msgspec.json.encode(token)).decode().rstrip("=")
@@ -243,9 +258,45 @@ class World:
     # -- REST operations (called with the lock held) --------------------------------------------------------
 
     def acquire(self, body: dict[str, Any]) -> dict[str, Any]:
-        """``acquire``: a resource ID for cname + uid."""
+        """``acquire``: a resource ID for cname + uid, or 406 ``vendor_over_load`` when its class is full."""
         cname, uid, scene, hours = validate.acquire(body)
-        return {"cname": cname, "uid": uid, "resourceId": self._resource_id(cname, uid, scene, hours)}
+        web = scene == 1
+        limit = self.max_web_recorders if web else self.max_recorders
+        if limit > 0 and self.in_use(web) >= limit:
+            self.quota_refused += 1
+            raise invalid("vendor_over_load", code=406)
+        now = self.clock.now()
+        resource_id = self._resource_id(cname, uid, scene, hours, now)
+        self.reserved[web][resource_id] = now
+        return {"cname": cname, "uid": uid, "resourceId": resource_id}
+
+    # -- concurrency quota ---------------------------------------------------------------------------------
+
+    def in_use(self, web: bool) -> int:
+        """Recorders of a class counted against the quota: alive tasks plus unexpired unstarted resources."""
+        reserved = self.reserved[web]
+        expired_before = self.clock.now() - RESOURCE_TTL
+        while reserved:
+            oldest = next(iter(reserved))
+            if reserved[oldest] >= expired_before:
+                break
+            del reserved[oldest]
+        return self.alive_count[web] + len(reserved)
+
+    def quota(self) -> dict[str, int]:
+        """Limits, usage per class, and acquires refused with 406 (for the control API)."""
+        return {
+            "maxRecorders": self.max_recorders,
+            "maxWebRecorders": self.max_web_recorders,
+            "recorders": self.in_use(False),
+            "webRecorders": self.in_use(True),
+            "refused": self.quota_refused,
+        }
+
+    def _no_longer_alive(self, task: Task) -> None:
+        """Call before a task leaves the alive states: its place in the quota is free at once."""
+        if task.alive:
+            self.alive_count[task.mode == "web"] -= 1
 
     def start(self, resource_id: str, mode: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """``start``: a new task, or the answer Agora gives for a spent, expired or mismatched resource."""
@@ -293,6 +344,8 @@ class World:
                 task.faults.append(fault)
         self.tasks[task.sid] = task
         self.used_resources[resource_id] = task.sid
+        self.reserved[web].pop(resource_id, None)
+        self.alive_count[web] += 1
         self._begin(task)
         return 200, {"cname": cname, "uid": uid, "resourceId": resource_id, "sid": task.sid}
 
@@ -639,6 +692,7 @@ class World:
     def _die(self, task: Task, fault: Fault) -> None:
         """Start was accepted, then the task vanished: no callbacks, query answers 404."""
         if task.alive:
+            self._no_longer_alive(task)
             task.state, task.status, task.exit_reason, task.ended_at = "gone", 20, "died", self.clock.now()
 
     def _abnormal(self, task: Task, fault: Fault) -> None:
@@ -688,6 +742,7 @@ class World:
 
     def _exit(self, task: Task, reason: str, *, exit_status: int, leave_code: int) -> None:
         """Leave the channel, upload, call back, and linger (stop answers 49) before vanishing."""
+        self._no_longer_alive(task)
         task.state, task.status, task.exit_reason, task.exit_status = "exiting", 6, reason, exit_status
         task.ended_at = self.clock.now()
         files = list(task.files.values())

@@ -50,6 +50,7 @@ from workers.agora import (
 )
 from workers.events import as_int, parse_event
 from workers.recordings.decide import (
+    POLL_EVERY,
     Call,
     Evidence,
     Plan,
@@ -57,9 +58,11 @@ from workers.recordings.decide import (
     Step,
     Timing,
     error_of,
+    requested_onhold,
     take_commands,
+    with_onhold,
 )
-from workers.recordings.machine import TERMINAL
+from workers.recordings.machine import TERMINAL, Desired
 from workers.recordings.model import Recording, decode, encode
 from workers.recordings.runner import facts_of
 from workers.recordings.timers import LEASE_MS, MAX_CALLS_PER_STEP
@@ -121,6 +124,7 @@ class FakeTask:
     changes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     idle_token: int = 0
     foreign: bool = False  # started by somebody else, not through a driver
+    onhold: bool = False  # web: the page is on hold (start's serviceParam, then update)
 
     @property
     def alive(self) -> bool:
@@ -411,6 +415,7 @@ class FakeAgora:
             raise refuse(53, "task conflict")
         sid = f"sid{next(self._ids):04d}"
         task = FakeTask(sid, resource_id, cname, uid, mode, config, self.now)
+        task.onhold = mode == "web" and requested_onhold(config)
         task.backup = cname in self.backup_channels
         self.tasks[sid] = task
         self.resources[resource_id] = (r_cname, r_uid, acquired, sid)
@@ -465,6 +470,9 @@ class FakeAgora:
         if not task.alive or task.state == "migrating":
             raise not_found(resource_id, sid)
         task.changes.append((endpoint, body))
+        web = body.get("webRecordingConfig")
+        if isinstance(web, dict) and "onhold" in web:
+            task.onhold = bool(web["onhold"])
         return 200, self._ids_of(task)
 
     @staticmethod
@@ -489,7 +497,7 @@ class FakeAgora:
                         "fileList": [
                             {"filename": f["fileName"], "sliceStartTime": f["sliceStartTime"]} for f in files
                         ],
-                        "onhold": False,
+                        "onhold": task.onhold,
                         "state": state,
                     },
                 }
@@ -747,6 +755,8 @@ class Driver:
         self.kill: Callable[[Call], bool] | None = None  # kill the step after sending this call?
         self.transitions: list[tuple[str, str]] = []
         self.timer: int | None = recording.wake_at_ms  # the recording's entry in the timers index
+        self.queue_place = 0  # the admission queue's answer (0: holds a slot of the concurrency quota)
+        self.poll_every = POLL_EVERY  # the routine poll interval the fleet's size allows
         agora.on_deliver = self._routed
 
     @property
@@ -790,7 +800,14 @@ class Driver:
             rec = self.rec
             commands = list(self.commands)
             notes = take_commands(rec, commands, now)
-            step = Step(rec, self.evidence(rec), now, self.timing)
+            step = Step(
+                rec,
+                self.evidence(rec),
+                now,
+                self.timing,
+                queue_place=self._admission(rec),
+                poll_every=self.poll_every,
+            )
             plan = step.decide()
             plan.notes[:0] = notes
             call = plan.call
@@ -815,6 +832,12 @@ class Driver:
             step.absorb(call, answer, error)
             self.save(rec, plan, len(commands), wake_at=step.now)
         return trace
+
+    def _admission(self, rec: Recording) -> int:
+        """As ``Runner._fleet``: only a recording that wants to record and never held a slot waits."""
+        if rec.admitted or rec.sessions or not rec.holds_capacity or rec.desired == Desired.STOPPED:
+            return 0
+        return self.queue_place
 
     def _check_idle_plan(self, rec: Recording, plan: Plan) -> None:
         """A plan without a call must say when to look again (unless nothing is left to do)."""
@@ -860,15 +883,18 @@ class Driver:
             return agora.acquire(rec.cname, str(call.uid))
         session = rec.sessions[call.session]
         if call.endpoint == "start":
-            return agora.start(session.resource_id, rec.mode, rec.cname, session.uid, rec.request)
+            config = with_onhold(rec.request, session.onhold) if rec.mode == "web" else rec.request
+            return agora.start(session.resource_id, rec.mode, rec.cname, session.uid, config)
         assert session.sid is not None
         if call.endpoint == "query":
             return agora.query(session.resource_id, session.sid, rec.mode)
         if call.endpoint == "stop":
             return agora.stop(session.resource_id, session.sid, rec.mode, rec.cname, session.uid)
-        return agora.update(
-            call.endpoint, session.resource_id, session.sid, rec.mode, rec.pending_changes[0]["body"]
-        )
+        if call.hold is not None:
+            body: dict[str, Any] = {"webRecordingConfig": {"onhold": call.hold}}
+        else:
+            body = rec.pending_changes[0]["body"]
+        return agora.update(call.endpoint, session.resource_id, session.sid, rec.mode, body)
 
     # -- running -------------------------------------------------------------------------------------------
 

@@ -519,3 +519,168 @@ def test_slow_answer_to_a_vanished_client_breaks_nothing(
     assert answer.status_code == 200
     assert "Traceback" not in capfd.readouterr().err
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# -- concurrency quota (docs/agora.md §2 Limits: 50 recorders, 200 web recorders per App ID, then 400/406) ----
+
+OVER_LOAD = {"code": 406, "reason": "vendor_over_load"}
+
+
+def raw_acquire(base: str, cname: str, scene: int = 0) -> requests.Response:
+    """An acquire as it goes over the wire (status and body not parsed by the project's client)."""
+    return requests.post(
+        f"{base}/v1/apps/{APP_ID}/cloud_recording/acquire",
+        json={"cname": cname, "uid": "527841", "clientRequest": {"scene": scene}},
+        auth=(CUSTOMER_ID, CUSTOMER_SECRET),
+        timeout=5,
+    )
+
+
+def quota(base: str) -> dict:
+    return control(base, "GET", "quota")
+
+
+def test_quota_refuses_acquire_over_the_limit_and_a_stop_frees_a_place(sink: Sink) -> None:
+    """max_recorders=2: two recordings run, the third acquire is 400 {"code": 406, "reason": "vendor_over_load"},
+    counted as refused; stopping one frees its place at once."""
+    emulator, base = start_emulator(sink.url, max_recorders=2)
+    try:
+        agora = make_client(base)
+        first = begin(agora, "mix", cname="q1")
+        begin(agora, "individual", cname="q2")
+        refused = raw_acquire(base, "q3")
+        assert (refused.status_code, refused.json()) == (400, OVER_LOAD)
+        with pytest.raises(AgoraApiError) as caught:
+            agora.acquire(AcquireRequest(cname="q3", uid="527841"))
+        error = caught.value  # parsed like any Agora error (its outcome is the client's business)
+        assert (error.status, error.code, error.reason) == (400, 406, "vendor_over_load")
+        expected = {
+            "maxRecorders": 2,
+            "maxWebRecorders": 200,
+            "recorders": 2,
+            "webRecorders": 0,
+            "refused": 2,
+        }
+        assert quota(base) == expected
+        assert control(base, "GET", "state")["quota"] == expected
+        wait_until(lambda: task(base, first[1])["status"] == 5, timeout=5)
+        stop(agora, *first, "mix", "q1")
+        assert quota(base)["recorders"] == 1
+        begin(agora, "mix", cname="q3")  # at once: no wait for the exit callbacks or the linger
+        assert raw_acquire(base, "q4").json() == OVER_LOAD
+        assert quota(base) == dict(expected, refused=3)
+    finally:
+        emulator.close()
+
+
+def test_quota_frees_the_place_of_a_task_that_ends_by_itself(sink: Sink) -> None:
+    """A task that dies (die fault) or exits on its own (idle) no longer counts."""
+    emulator, base = start_emulator(sink.url, max_recorders=1)
+    try:
+        agora = make_client(base)
+        control(base, "POST", "faults", {"kind": "die", "after": 3, "times": 1})
+        _, sid = begin(agora, "mix", cname="q1")
+        assert raw_acquire(base, "q2").status_code == 400
+        wait_until(lambda: task(base, sid)["state"] == "gone", timeout=5)
+        assert quota(base)["recorders"] == 0
+        control(base, "PUT", "channels/q2", {"users": []})
+        _, sid = begin(agora, "mix", cname="q2", max_idle_time=5)
+        assert raw_acquire(base, "q3").status_code == 400
+        wait_until(lambda: task(base, sid)["exitReason"] == "idle", timeout=emulated(20) + 5)
+        assert raw_acquire(base, "q3").status_code == 200
+    finally:
+        emulator.close()
+
+
+def test_quota_counts_acquired_resources_until_started_or_expired(sink: Sink) -> None:
+    """An acquired, unstarted resource holds a place for its 5 minutes of validity; started, it counts once."""
+    # 300 emulated s = 1.5 real s
+    emulator, base = start_emulator(sink.url, max_recorders=2, time_scale=0.005)
+    try:
+        agora = make_client(base)
+        resource_id = agora.acquire(AcquireRequest(cname="q1", uid="527841")).resource_id
+        assert resource_id and quota(base)["recorders"] == 1
+        assert raw_acquire(base, "q2").status_code == 200
+        assert raw_acquire(base, "q3").json() == OVER_LOAD  # two reserved, none started
+        assert agora.start(resource_id, "mix", start_body("mix", "q1")).sid
+        assert quota(base)["recorders"] == 2  # the started resource is a task now, not also a reservation
+        wait_until(lambda: raw_acquire(base, "q3").status_code == 200, timeout=5)  # q2's reservation expired
+        assert quota(base)["recorders"] == 2 and quota(base)["refused"] >= 1
+    finally:
+        emulator.close()
+
+
+def test_quota_web_recorders_have_their_own_limit(sink: Sink) -> None:
+    """scene 1 (web page recording) counts against maxWebRecorders only, and the other classes not against it."""
+    emulator, base = start_emulator(sink.url, max_recorders=1, max_web_recorders=2)
+    try:
+        agora = make_client(base)
+        begin(agora, "mix", cname="q1")
+        assert raw_acquire(base, "q2").json() == OVER_LOAD
+        begin(agora, "web", cname="w1")
+        begin(agora, "web", cname="w2")
+        assert raw_acquire(base, "w3", scene=1).json() == OVER_LOAD
+        assert raw_acquire(base, "q3", scene=2).json() == OVER_LOAD  # scene 2 is a recorder, not web
+        assert quota(base) == {
+            "maxRecorders": 1,
+            "maxWebRecorders": 2,
+            "recorders": 1,
+            "webRecorders": 2,
+            "refused": 3,
+        }
+    finally:
+        emulator.close()
+
+
+def test_quota_default_limit_is_50_and_changes_at_run_time() -> None:
+    """Default config: the 51st recorder is refused. PUT /_emulator/quota changes a limit at once (kept over a
+    reset); 0 means no limit; bad values are refused with 400. (Real time: no reservation expires meanwhile.)"""
+    emulator, base = start_emulator(time_scale=1.0)
+    try:
+        _default_limit_and_changes(base)
+    finally:
+        emulator.close()
+
+
+def _default_limit_and_changes(base: str) -> None:
+    for n in range(50):
+        assert raw_acquire(base, f"q{n}").status_code == 200, n
+    assert raw_acquire(base, "q50").json() == OVER_LOAD
+    assert raw_acquire(base, "w0", scene=1).status_code == 200
+    assert control(base, "PUT", "quota", {"maxRecorders": 0}) == {
+        "maxRecorders": 0,
+        "maxWebRecorders": 200,
+        "recorders": 50,
+        "webRecorders": 1,
+        "refused": 1,
+    }
+    for n in range(50, 60):
+        assert raw_acquire(base, f"q{n}").status_code == 200, n
+    assert control(base, "PUT", "quota", {"maxRecorders": 61, "maxWebRecorders": 1})["recorders"] == 60
+    assert raw_acquire(base, "w1", scene=1).json() == OVER_LOAD
+    assert raw_acquire(base, "q60").status_code == 200
+    assert raw_acquire(base, "q61").json() == OVER_LOAD
+    control(base, "POST", "reset")
+    assert quota(base) == {
+        "maxRecorders": 61,
+        "maxWebRecorders": 1,
+        "recorders": 0,
+        "webRecorders": 0,
+        "refused": 0,
+    }
+    for bad in ({}, {"maxRecorders": -1}, {"maxRecorders": "5"}, {"maxRecorders": True}, {"max": 5}, [5]):
+        answer = requests.put(f"{base}/_emulator/quota", json=bad, timeout=5)
+        assert answer.status_code == 400 and answer.json()["error"], bad
+    assert quota(base)["maxRecorders"] == 61
+
+
+def test_quota_limits_from_the_command_line() -> None:
+    """--max-recorders / --max-web-recorders reach the Config; defaults are Agora's 50 and 200; negative is refused."""
+    from agora_emulator.__main__ import parse_args
+
+    assert (parse_args([]).max_recorders, parse_args([]).max_web_recorders) == (50, 200)
+    args = parse_args(["--max-recorders", "3", "--max-web-recorders", "0"])
+    assert (args.max_recorders, args.max_web_recorders) == (3, 0)
+    command = [sys.executable, "-m", "agora_emulator", "--port", str(free_port()), "--max-recorders", "-1"]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2 and "max_recorders" in refused.stderr

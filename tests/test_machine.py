@@ -63,6 +63,15 @@ class RecordingLifecycle(RuleBasedStateMachine):
     def stop(self) -> None:
         self.driver.command("stop")
 
+    @rule(op=st.sampled_from(["pause", "resume"]))
+    def pause_or_resume(self, op: str) -> None:
+        self.driver.command(op)
+
+    @rule(place=st.integers(0, 3))
+    def capacity(self, place: int) -> None:
+        """The admission queue's answer changes: a place in the queue, or a slot (0)."""
+        self.driver.queue_place = place
+
     @rule(layout=st.booleans())
     def change(self, layout: bool) -> None:
         if layout and self.mode == "mix":
@@ -119,11 +128,14 @@ class RecordingLifecycle(RuleBasedStateMachine):
 
     @rule(
         endpoint=st.sampled_from(ENDPOINTS),
-        kind=st.sampled_from(["slow", "timeout", "500", "65", "65-acted"]),
+        kind=st.sampled_from(["slow", "timeout", "500", "65", "65-acted", "406"]),
     )
     def answer_fault(self, endpoint: str, kind: str) -> None:
-        """The next call to ``endpoint`` acts but its answer is lost, never arrives, or is a 5xx / 206 65."""
-        if kind == "slow":
+        """The next call to ``endpoint`` acts but its answer is lost, never arrives, or is a 5xx / 206 65; or
+        acquire finds Agora's quota taken (406)."""
+        if kind == "406":
+            self.agora.script("acquire", 400, 406, "vendor_over_load")
+        elif kind == "slow":
             self.agora.slow(endpoint)
         elif kind == "timeout":
             self.agora.timeout(endpoint)
@@ -213,12 +225,31 @@ class RecordingLifecycle(RuleBasedStateMachine):
                 assert rec.wake_at_ms <= max(current.next_query_ms, rec.updated_ms + WRITE_AHEAD_WAKE_MS)
 
     @invariant()
+    def paused_means_no_session_or_on_hold(self) -> None:
+        """A paused individual or mix recording keeps no session; a paused web recording's page is on hold."""
+        if not hasattr(self, "driver"):
+            return
+        rec = self.driver.rec
+        if rec.state != State.PAUSED:
+            return
+        kept = [s for s in rec.sessions if s.live and s.sid and not s.stop_wanted]
+        if self.mode == "web":
+            assert all(s.onhold for s in kept if s.confirmed_ms), kept
+        else:
+            assert not kept, kept
+
+    @invariant()
     def notifications_once(self) -> None:
-        """Every notification but ``recording.restarted`` at most once; at most one final one."""
+        """Every notification but ``recording.restarted``, ``.paused`` and ``.resumed`` at most once (those
+        two alternate); at most one final one."""
         if not hasattr(self, "driver"):
             return
         counts = Counter(self.driver.notifications)
-        assert all(n == 1 for kind, n in counts.items() if kind != "recording.restarted"), counts
+        repeatable = ("recording.restarted", "recording.paused", "recording.resumed")
+        assert all(n == 1 for kind, n in counts.items() if kind not in repeatable), counts
+        pauses = [n for n in self.driver.notifications if n in ("recording.paused", "recording.resumed")]
+        assert all(a != b for a, b in zip(pauses, pauses[1:], strict=False)), pauses
+        assert not pauses or pauses[0] == "recording.paused", pauses
         finals = (
             "recording.completed",
             "recording.failed",
@@ -249,7 +280,11 @@ class RecordingLifecycle(RuleBasedStateMachine):
         self.never_two_tasks()
         self.terminal_stays_terminal()
         self.notifications_once()
-        finals = [n for n in driver.notifications if n != "recording.restarted" and n != "recording.started"]
+        finals = [
+            n
+            for n in driver.notifications
+            if n not in ("recording.restarted", "recording.started", "recording.paused", "recording.resumed")
+        ]
         assert len(finals) == 1, driver.notifications
 
 

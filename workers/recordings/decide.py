@@ -150,7 +150,6 @@ def take_commands(rec: Recording, commands: list[dict[str, Any]], now: int) -> l
             rec.desired = wanted
             if op == "pause":
                 rec.pauses += 1
-            rec.resuming = op == "resume"
             notes.append({"ts": now, "kind": "decision", "what": f"{op} requested by the app server"})
         elif command.get("op") in ("update", "layout"):
             if rec.terminal or rec.desired == Desired.STOPPED:
@@ -219,13 +218,17 @@ class Step:
         if found.notification is None:
             return
         kind, key = found.notification, found.notification
-        if kind == "recording.started" and rec.resuming:
+        if kind == "recording.started" and rec.paused_announced:  # the first session after a resume
             kind = "recording.resumed"
         elif kind == "recording.started" and rec.restarts and "recording.started" in rec.notified:
             kind, key = "recording.restarted", f"recording.restarted:{rec.restarts}"
         if kind in ("recording.paused", "recording.resumed"):
+            # the app server hears paused and resumed alternately: a resume undone by a pause before any
+            # session ran again, or a pause undone before it took effect, says nothing
+            if (kind == "recording.paused") == rec.paused_announced:
+                return
+            rec.paused_announced = kind == "recording.paused"
             key = f"{kind}:{rec.pauses}"
-            rec.resuming = False
         if key not in rec.notified:
             rec.notified.append(key)
             self.plan.notifications.append(kind)
@@ -398,6 +401,7 @@ class Step:
                 rec.uid_index += 1
             rec.retry_at_ms = None
             self.transition(State.PAUSED, Cause.PAUSED)
+        self.wake(self.after(POLL_EVERY_MAX))  # nothing to watch: a resume or a stop wakes it at once
         return self.plan
 
     # -- recording -----------------------------------------------------------------------------------------
