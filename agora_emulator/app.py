@@ -334,7 +334,8 @@ class Emulator:
         if slow is not None:
             entry["slowSeconds"] = slow
         with self.world.lock:
-            self.world.requests.append({"id": len(self.world.requests) + 1, **entry})
+            self.world.request_count += 1  # ids keep counting once the log keeps only the newest
+            self.world.requests.append({"id": self.world.request_count, **entry})
         log.info("agora call", extra={"endpoint": endpoint, "status": status, "code": answer.get("code")})
 
     # -- control API ---------------------------------------------------------------------------------------

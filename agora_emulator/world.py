@@ -192,6 +192,7 @@ class World:
         self.notice_base = rng.randrange(10**9, 2 * 10**9)
         self.notice_count = 0
         self.requests: deque[dict[str, Any]] = deque(maxlen=10_000)
+        self.request_count = 0
         # Concurrency quota, per class (True: web page recording). Reserved resources are kept in acquire
         # order (the clock is monotonic), so the expired ones are pruned from the front.
         self.max_recorders = max_recorders

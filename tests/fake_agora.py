@@ -716,7 +716,6 @@ def new_recording(
         max_duration_seconds=max_duration_s,
         created_ms=now,
         updated_ms=now,
-        stop_at_ms=now + max_duration_s * 1000 if max_duration_s else None,
         wake_at_ms=now,
     )
 

@@ -126,8 +126,9 @@ def start_emulator_process(directory: Path, notify_url: str) -> tuple[subprocess
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
     stack = Stack(tmp_path, {})
+    extra = request.node.get_closest_marker("stack_env")
     app_server = Sink()
     emulator, url = start_emulator_process(tmp_path, f"{stack.url}/webhooks/agora")
     stack.env.update(
@@ -151,6 +152,8 @@ def world(tmp_path: Path) -> Iterator[World]:
             "AGORA_READ_TIMEOUT_SECONDS": "1",
         }
     )
+    if extra is not None:
+        stack.env.update(extra.args[0])
     try:
         stack.start()
         yield World(stack, url, app_server)
@@ -414,3 +417,109 @@ def test_timers_keep_firing_after_redis_is_killed_and_the_worker_too(world: Worl
     assert late_ms < 5000, late_ms
     world.api("POST", f"/v1/recordings/{created['id']}/stop")
     world.wait_state(created["id"], "completed", timeout=30)
+
+
+# -- the fleet: pause and resume, admission ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "extra"),
+    [
+        ("mix", {"recordingFileConfig": {"avFileType": ["hls", "mp4"]}}),
+        (
+            "web",
+            {"web": {"url": "https://example.com/class"}, "recordingFileConfig": {"avFileType": ["hls"]}},
+        ),
+    ],
+    ids=["mix", "web"],
+)
+def test_pause_and_resume_keep_every_file_in_order(world: World, mode: str, extra: dict[str, Any]) -> None:
+    """Pause, resume, stop: the files recorded before the pause and after the resume are all in the manifest,
+    uploaded, in order. Mix ends its session on pause and starts another; web holds the page (onhold)."""
+    created = world.create(cname=f"pause{mode}", mode=mode, **extra)
+    before = world.wait(created["id"], lambda r: r["state"] == "recording" and r["files"], timeout=60)
+    first_sid = before["currentSession"]["sid"]
+    assert world.api("POST", f"/v1/recordings/{created['id']}/pause").status_code == 202
+    assert world.api("POST", f"/v1/recordings/{created['id']}/pause").status_code == 202  # idempotent
+    paused = world.wait_state(created["id"], "paused", timeout=30)
+    assert paused["desiredState"] == "paused"
+    task = control(world.agora, "GET", f"tasks/{first_sid}")
+    if mode == "web":
+        assert task["alive"] and task["onhold"]
+    else:
+        assert not task["alive"] and paused["currentSession"] is None
+    time.sleep(2)  # 40 emulated seconds on pause
+    assert world.api("POST", f"/v1/recordings/{created['id']}/resume").status_code == 202
+    resumed = world.wait_state(created["id"], "recording", timeout=60)
+    resumed_sid = resumed["currentSession"]["sid"]
+    assert (resumed_sid == first_sid) == (mode == "web")
+    if mode == "web":
+        assert not control(world.agora, "GET", f"tasks/{first_sid}")["onhold"]
+    paused_names = {f["fileName"] for f in paused["files"]}
+    if mode == "mix":  # a new session, new files (web: the page's playlist goes on in the same files)
+        world.wait(
+            created["id"],
+            lambda r: any(f["fileName"] not in paused_names and f["sid"] == resumed_sid for f in r["files"]),
+            timeout=60,
+        )
+    else:
+        time.sleep(2)
+    world.api("POST", f"/v1/recordings/{created['id']}/stop")
+    done = world.wait_state(created["id"], "completed", timeout=60)
+    files = done["files"]
+    assert paused_names <= {f["fileName"] for f in files} and len(files) >= len(paused_names) + (
+        mode == "mix"
+    )
+    assert all(f["status"] == "uploaded" for f in files)
+    starts = [f["sliceStartTime"] or 0 for f in files]
+    assert starts == sorted(starts)
+    if mode == "mix":  # every file of the first session before every file of the second
+        sids = [f["sid"] for f in files]
+        assert sids == sorted(sids, key=lambda sid: sid != first_sid)
+    assert world.notification_types(created["id"]) == [
+        "recording.started",
+        "recording.paused",
+        "recording.resumed",
+        "recording.completed",
+    ]
+    assert len(control(world.agora, "GET", "state")["tasks"]) == (1 if mode == "web" else 2)
+
+
+@pytest.mark.stack_env({"AGORA_MAX_RECORDERS": "2"})
+def test_recordings_beyond_the_quota_queue_and_start_in_order(world: World) -> None:
+    """The service admits 2 recorders; Agora (the emulator) runs only 1: the second recording gets 406 and
+    waits for capacity (queued, no failure), the third and fourth queue for the service's quota, and the
+    fourth (high priority, created last) starts before the third. Nothing fails for lack of capacity."""
+    control(world.agora, "PUT", "quota", {"maxRecorders": 1})
+    first = world.create(cname="q1")
+    world.wait_state(first["id"], "recording", timeout=30)
+    second = world.create(cname="q2")
+    world.wait(second["id"], lambda r: r["state"] == "queued" and r["lastError"], timeout=30)
+    assert world.get(second["id"])["lastError"]["code"] == 406
+    third = world.create(cname="q3")
+    fourth = world.create(cname="q4", priority="high")
+    queued = [world.wait_state(r["id"], "queued", timeout=30) for r in (third, fourth)]
+    assert [r["queuePosition"] for r in queued] == [2, 1]
+    metrics = requests.get(f"{world.stack.url}/metrics", timeout=5).text
+    assert 'acr_admission_queue{class="recorder"} 2.0' in metrics
+    assert 'acr_admission_slots_used{class="recorder"} 2.0' in metrics
+    world.api("POST", f"/v1/recordings/{first['id']}/stop")
+    # Agora's place freed: the recording waiting after a 406 gets it, not the head of the queue
+    world.wait_state(second["id"], "recording", timeout=60)
+    # the service's freed slot goes to the head of the queue (the high-priority fourth); Agora refuses it too
+    world.wait(fourth["id"], lambda r: (r["lastError"] or {}).get("code") == 406, timeout=30)
+    assert world.get(fourth["id"])["queuePosition"] is None  # admitted, waiting on Agora
+    assert world.get(third["id"])["queuePosition"] == 1
+    control(world.agora, "PUT", "quota", {"maxRecorders": 5})
+    world.wait_state(fourth["id"], "recording", timeout=60)
+    time.sleep(1)
+    assert world.get(third["id"])["state"] == "queued"  # the service's 2 slots are both held
+    world.api("POST", f"/v1/recordings/{second['id']}/stop")
+    world.wait_state(third["id"], "recording", timeout=60)
+    for recording in (first, second, third, fourth):
+        world.api("POST", f"/v1/recordings/{recording['id']}/stop")
+    states = [
+        world.wait_state(r["id"], "completed", timeout=60)["state"] for r in (first, second, third, fourth)
+    ]
+    assert states == ["completed"] * 4
+    assert not [t for t in control(world.agora, "GET", "state")["tasks"] if t["alive"]]

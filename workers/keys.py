@@ -163,3 +163,9 @@ def admission_queue(klass: str) -> str:
 def admission_holders(klass: str) -> str:
     """Recordings of a capacity class holding a slot of the App ID's concurrency quota (set)."""
     return f"{PREFIX}:admission:{klass}:holders"
+
+
+def admission_agora_full(klass: str) -> str:
+    """Recordings of a capacity class holding a slot that wait because Agora answered 406 (set): while any
+    does, nobody new leaves the queue."""
+    return f"{PREFIX}:admission:{klass}:agora_full"

@@ -11,10 +11,12 @@ its turn instead of failing or churning, every recording takes a slot of its cla
   when fewer recordings wait ahead of it than slots are free (so the queue drains in order), else it learns
   its position and stays ``queued``;
 * a recording holds its slot while it is wanted (recording or paused: a resume never waits) or any of its
-  sessions may still run, and gives it back in the same save that ends that (:data:`RELEASE_LUA` is part of
+  sessions may still run, and gives it back in the same save that ends that (:data:`ADMISSION_SAVE_LUA` is part of
   the save script); the save wakes as many queued recordings as slots are free, from the head of the queue;
 * a 406 from Agora all the same (another app on the App ID, tasks Agora still counts) sends the recording
-  back to ``queued``, keeping its slot, to ask again after a backoff: waiting for capacity, never a failure;
+  back to ``queued``, keeping its slot, to ask again after a backoff: waiting for capacity, never a failure.
+  While any recording of the class waits so, nobody new leaves the queue (Agora is evidently full), and a
+  freed slot wakes those first;
 * :func:`reconcile` (every worker, every few seconds) frees the slots and queue places of recordings that are
   no longer active.
 """
@@ -50,7 +52,7 @@ def queue_score(priority: Priority, sequence: int) -> int:
     return _RANK[priority] * RANK_SPAN + sequence
 
 
-# KEYS: queue, holders, creation counter. ARGV: id, slots (0: no limit), holds already (0/1), its priority's
+# KEYS: queue, holders, creation counter, waiting after a 406. ARGV: id, slots (0: no limit), holds already (0/1), its priority's
 # score base (used when it is not queued yet: created before admission existed, or its place was lost).
 # Answers 0 when the recording holds a slot (now or before), else its 1-based place among those waiting.
 ADMIT_LUA = """
@@ -67,6 +69,7 @@ if not rank then
   rank = redis.call('ZRANK', KEYS[1], id)
 end
 local free = slots - redis.call('SCARD', KEYS[2])
+if redis.call('SCARD', KEYS[4]) > 0 then free = 0 end
 if rank < free then
   redis.call('SADD', KEYS[2], id)
   redis.call('ZREM', KEYS[1], id)
@@ -75,16 +78,32 @@ end
 return rank - math.max(free, 0) + 1
 """
 
-#: The part of the save script that gives a slot back and wakes the head of the queue (see runner.SAVE_LUA).
-#: Expects ``id`` and ``now`` as locals; KEYS[q] queue, KEYS[q + 1] holders, KEYS[4] timers; ``slots``.
-RELEASE_LUA = """
-redis.call('SREM', KEYS[q + 1], id)
-redis.call('ZREM', KEYS[q], id)
-if slots > 0 then
-  local free = slots - redis.call('SCARD', KEYS[q + 1])
-  if free > 0 then
-    for _, head in ipairs(redis.call('ZRANGE', KEYS[q], 0, free - 1)) do
-      redis.call('ZADD', KEYS[4], 'LT', now, head)
+#: The part of the save script that keeps the admission sets: it records a wait after a 406, gives a slot
+#: back, and wakes who may use what freed: the recordings waiting after a 406 first; when none waits, as many
+#: heads of the queue as slots are free (after a release, or when the last 406 wait ended). Expects ``id``,
+#: ``now``, ``q`` (KEYS[q] queue, KEYS[q + 1] holders, KEYS[q + 2] waiting after a 406), ``slots``,
+#: ``release`` and ``agora_full`` as locals; KEYS[4] is the timers index.
+ADMISSION_SAVE_LUA = """
+local moved = false
+if agora_full then
+  redis.call('SADD', KEYS[q + 2], id)
+elseif redis.call('SREM', KEYS[q + 2], id) == 1 then
+  moved = true
+end
+if release then
+  redis.call('SREM', KEYS[q + 1], id)
+  redis.call('ZREM', KEYS[q], id)
+  moved = true
+end
+if moved then
+  local waiting = redis.call('SMEMBERS', KEYS[q + 2])
+  for _, other in ipairs(waiting) do redis.call('ZADD', KEYS[4], 'LT', now, other) end
+  if slots > 0 and #waiting == 0 then
+    local free = slots - redis.call('SCARD', KEYS[q + 1])
+    if free > 0 then
+      for _, head in ipairs(redis.call('ZRANGE', KEYS[q], 0, free - 1)) do
+        redis.call('ZADD', KEYS[4], 'LT', now, head)
+      end
     end
   end
 end
@@ -99,10 +118,23 @@ def admit(connection: redis.Redis, rec: Recording, slots: int) -> int:
     holds = rec.admitted or bool(rec.sessions)
     return int(
         connection.register_script(ADMIT_LUA)(
-            keys=[keys.admission_queue(klass), keys.admission_holders(klass), keys.ADMISSION_SEQUENCE],
+            keys=[
+                keys.admission_queue(klass),
+                keys.admission_holders(klass),
+                keys.ADMISSION_SEQUENCE,
+                keys.admission_agora_full(klass),
+            ],
             args=[rec.id, slots, 1 if holds else 0, queue_score(rec.priority, 0)],
         )
     )
+
+
+def admission_mark(rec: Recording) -> int:
+    """What a save does with the recording's slot: 0 keep (or keep waiting for one), 1 give it back, 2 keep it
+    and wait after a 406 (Agora is full: nobody new leaves the queue meanwhile)."""
+    if not rec.holds_capacity:
+        return 1
+    return 2 if rec.admitted and rec.capacity_waits and not rec.live_sessions else 0
 
 
 def position(connection: redis.Redis, rec: Recording) -> int | None:
@@ -128,15 +160,18 @@ def reconcile(connection: redis.Redis, batch: int = 500) -> int:
     catches what such a save never did. Reads the active index only; returns how many were dropped."""
     dropped = 0
     for klass in ("recorder", "web"):
-        holders_key, queue_key = keys.admission_holders(klass), keys.admission_queue(klass)
-        held = [m.decode() for m in cast(list[bytes], connection.srandmember(holders_key, batch) or [])]
+        queue_key = keys.admission_queue(klass)
         queued = [m.decode() for m in cast(list[bytes], connection.zrange(queue_key, 0, batch - 1))]
-        for ids, key in ((held, holders_key), (queued, queue_key)):
+        for key in (keys.admission_holders(klass), keys.admission_agora_full(klass), queue_key):
+            if key == queue_key:
+                ids = queued
+            else:
+                ids = [m.decode() for m in cast(list[bytes], connection.srandmember(key, batch) or [])]
             if not ids:
                 continue
             scores = connection.zmscore(keys.ACTIVE_RECORDINGS, ids)
             stale = [i for i, score in zip(ids, scores, strict=True) if score is None]
             if stale:
-                (connection.srem if key == holders_key else connection.zrem)(key, *stale)
+                (connection.zrem if key == queue_key else connection.srem)(key, *stale)
                 dropped += len(stale)
     return dropped

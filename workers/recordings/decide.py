@@ -271,6 +271,9 @@ class Step:
             return self._stopping()
         if self.queue_place:
             return self._queued()
+        if not rec.admitted and rec.max_duration_seconds and rec.stop_at_ms is None:
+            rec.stop_at_ms = self.after(rec.max_duration_seconds)  # counted from leaving the queue
+            self.wake(rec.stop_at_ms)
         rec.admitted = True
         if rec.desired == Desired.PAUSED and not self.keeps_session:
             return self._pausing()

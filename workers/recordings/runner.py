@@ -49,7 +49,13 @@ from workers.events import as_int
 from workers.measure import record_agora, record_state
 from workers.notify import queue_notification
 from workers.ratelimit import RateLimiter
-from workers.recordings.admission import RELEASE_LUA, admit, capacity_class, slots_for
+from workers.recordings.admission import (
+    ADMISSION_SAVE_LUA,
+    admission_mark,
+    admit,
+    capacity_class,
+    slots_for,
+)
 from workers.recordings.decide import (
     Call,
     Evidence,
@@ -88,11 +94,12 @@ SLOT_WAIT_MS = 150
 RATE_LIMITED_JITTER_MS = 100
 
 # KEYS: lock, document, timeline, timers, active index, commands, poked flag, notification outbox, admission
-#       queue and holders of its capacity class, then sid->recording keys and channel claim sets (every
+#       queue, holders and waiting-after-406 set of its capacity class, then sid->recording keys and channel claim sets (every
 #       recording that used a channel and uid)
 # ARGV: token, document, id, wake at (-1: none), terminal (0/1), retention s, updated ms, commands to drop,
-#       timeline cap, soon (ms, after a poke), number of sid keys, number of outbox entries, gives its
-#       capacity slot back (0/1), slots of its class, the outbox entries, then the timeline entries
+#       timeline cap, soon (ms, after a poke), number of sid keys, number of outbox entries, admission (0: holds
+#       or waits for a slot, 1: gives its slot back, 2: holds one and waits after a 406), slots of its class,
+#       the outbox entries, then the timeline entries
 SAVE_LUA = (
     """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -102,12 +109,10 @@ local outbox = tonumber(ARGV[12])
 for i = 15, 14 + outbox do redis.call('RPUSH', KEYS[8], ARGV[i]) end
 for i = 15 + outbox, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
 if #ARGV >= 15 + outbox then redis.call('LTRIM', KEYS[3], -tonumber(ARGV[9]), -1) end
-if ARGV[13] == '1' then
-  local q, slots = 9, tonumber(ARGV[14])
+local q, slots, release, agora_full = 9, tonumber(ARGV[14]), ARGV[13] == '1', ARGV[13] == '2'
 """
-    + RELEASE_LUA
+    + ADMISSION_SAVE_LUA
     + """
-end
 local wake = tonumber(ARGV[4])
 if wake >= 0 and redis.call('DEL', KEYS[7]) == 1 then
   -- a wake-up came while this step ran (it found the lock held): look again soon, whatever was planned
@@ -122,8 +127,8 @@ else
   redis.call('ZADD', KEYS[5], ARGV[7], id)
 end
 if tonumber(ARGV[8]) > 0 then redis.call('LTRIM', KEYS[6], tonumber(ARGV[8]), -1) end
-local claims = 11 + tonumber(ARGV[11])
-for i = 11, claims - 1 do redis.call('SET', KEYS[i], id, 'EX', retention) end
+local claims = 12 + tonumber(ARGV[11])
+for i = 12, claims - 1 do redis.call('SET', KEYS[i], id, 'EX', retention) end
 for i = claims, #KEYS do
   redis.call('SADD', KEYS[i], id)
   redis.call('EXPIRE', KEYS[i], retention)
@@ -452,6 +457,7 @@ class Runner:
                 keys.recording_outbox(rec.id),
                 keys.admission_queue(capacity_class(rec.mode)),
                 keys.admission_holders(capacity_class(rec.mode)),
+                keys.admission_agora_full(capacity_class(rec.mode)),
                 *sid_keys,
                 *claim_keys,
             ],
@@ -468,7 +474,7 @@ class Runner:
                 BUSY_RETRY_MS,
                 len(sid_keys),
                 len(outbox),
-                0 if rec.holds_capacity else 1,
+                admission_mark(rec),
                 slots_for(self.settings, rec.mode),
                 *outbox,
                 *(msgspec.json.encode(redact(n)) for n in plan.notes),

@@ -308,9 +308,6 @@ def create_recording(
         priority="high" if spec.priority == "high" else "normal",
         created_ms=now,
         updated_ms=now,
-        stop_at_ms=now + int(spec.maxDurationSeconds * 1000 * settings.recording_time_scale)
-        if spec.maxDurationSeconds
-        else None,
         wake_at_ms=now,
     )
     digest = fingerprint(spec)
