@@ -23,6 +23,7 @@ bench: deps system-redis system-wrk
 	$(BIN)/python bench/worker.py
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/bounded.py
+	$(BIN)/python bench/fleet.py
 
 # The chaos ledger: two dozen recordings under Agora and process faults, then an audit (a few minutes).
 soak: deps system-redis
