@@ -206,3 +206,19 @@ def test_a_waiting_stop_makes_starts_yield(redis_client: redis.Redis) -> None:
         pass
     assert len(redis_client.zrange(keys.rate_limit("app-yield-2"), 0, -1)) <= 9
     assert busy.try_take("stop") == 0  # the room left is the stop's
+
+
+def test_a_waiting_start_makes_acquires_yield(redis_client: redis.Redis) -> None:
+    """A recording under way (its start or confirming query waiting) goes before a new one acquires: while a
+    start waits, acquires fill 60 % of the window; otherwise all of it."""
+    free = RateLimiter(redis_client, "app-acq", 10)
+    assert [free.try_take("acquire") for _ in range(10)] == [0] * 10
+    busy = RateLimiter(redis_client, "app-acq-2", 10)
+    assert [busy.try_take("acquire") for _ in range(10)] == [0] * 10
+    wait = busy.try_take("start")
+    assert wait > 0
+    time.sleep(wait / 1000)
+    while busy.try_take("acquire") == 0:
+        pass
+    assert len(redis_client.zrange(keys.rate_limit("app-acq-2"), 0, -1)) <= 6
+    assert [busy.try_take("start") for _ in range(4)] == [0] * 4

@@ -72,9 +72,9 @@ def rate_limit_sequence(app_id: str) -> str:
     return f"{PREFIX}:ratelimit:{app_id}:seq"
 
 
-def rate_limit_stop(app_id: str) -> str:
-    """Set for half a second when a stop found no slot: starts then leave it room."""
-    return f"{PREFIX}:ratelimit:{app_id}:stopwait"
+def rate_limit_waiting(app_id: str, tier: str) -> str:
+    """Set while a call of a tier (stop, start) waits for a slot: lower tiers then leave it room."""
+    return f"{PREFIX}:ratelimit:{app_id}:waiting:{tier}"
 
 
 RECORDINGS_INDEX = f"{PREFIX}:recordings"  # sorted set: id by creation time (ms)

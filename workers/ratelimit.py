@@ -32,30 +32,42 @@ POLL_SHARE = 0.7
 
 
 class Tier(NamedTuple):
-    """How much of the window a kind of call may fill: ``share`` normally, ``yielding`` while a stop waits."""
+    """How much of the window a kind of call may fill: ``share`` normally, ``yielding`` while a call of a
+    tier it yields to waits for a slot; ``flag``: the waiting flag it raises when it finds no slot."""
 
     share: float
     yielding: float
+    yields_to: tuple[str, ...] = ()
+    flag: str | None = None
 
 
-#: Priorities inside the one budget: stops first, then starts (acquire, start, and the queries that confirm a
-#: start or follow a 404 up), then changes (update, updateLayout, pause, resume), then routine polls. A call
-#: goes only while the window is less than its share full; a stop that found no slot makes starts yield the
-#: last tenth of the window to it until half a second after its slot frees, so starts use the whole budget
-#: when no stop waits.
+#: Priorities inside the one budget: stops, then starts (start, and the queries that confirm a start or
+#: follow a 404 up: a recording already under way), then acquires (a new one), then changes (update,
+#: updateLayout, pause, resume), then routine polls. A call goes only while the window is less than its share
+#: full. A stop or a start that finds no slot raises a flag until half a second after its slot frees;
+#: meanwhile starts leave the last tenth of the window to stops, and acquires leave the last 40 % to both, so
+#: a recording that acquired is started before new ones acquire (the fleet starts depth first), and each
+#: tier uses the whole budget when nothing above it waits.
 TIERS: dict[str, Tier] = {
-    "stop": Tier(1.0, 1.0),
-    "start": Tier(1.0, 0.9),
+    "stop": Tier(1.0, 1.0, flag="stop"),
+    "start": Tier(1.0, 0.9, yields_to=("stop",), flag="start"),
+    "acquire": Tier(1.0, 0.6, yields_to=("stop", "start")),
     "change": Tier(0.8, 0.8),
     "poll": Tier(POLL_SHARE, POLL_SHARE),
 }
-STOP_WAITING_MS = 500
+WAITING_FLAGS = ("stop", "start")
+FLAG_OUTLASTS_MS = 500
 
-# KEYS: window, sequence, stop-waiting flag. ARGV: limit, window ms, limit while a stop waits, '1' for a stop,
-# how long the flag outlasts the stop's wait (ms). Answers 0 (go: counted) or the milliseconds until a slot frees.
+# KEYS: window, sequence, then the waiting flags (stop, start). ARGV: limit, window ms, limit while a flag it
+# yields to is up, the flags it yields to ('1'/'0' per flag), the flag it raises when refused (1-based, 0:
+# none), how long a flag outlasts the wait (ms). Answers 0 (go: counted) or the milliseconds until a slot frees.
 TAKE_LUA = """
 local key, limit, window = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
-if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[3]) == 1 then limit = tonumber(ARGV[3]) end
+for i = 1, #ARGV[4] do
+  if string.sub(ARGV[4], i, i) == '1' and redis.call('EXISTS', KEYS[2 + i]) == 1 then
+    limit = tonumber(ARGV[3])
+  end
+end
 local now = redis.call('TIME')
 local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms - window)
@@ -70,7 +82,8 @@ end
 -- the send time whose expiry brings the window below this call's limit
 local freeing = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
 local wait = math.max(1, tonumber(freeing[2]) + window - now_ms + 1)
-if ARGV[4] == '1' then redis.call('SET', KEYS[3], '1', 'PX', wait + tonumber(ARGV[5])) end
+local raise = tonumber(ARGV[5])
+if raise > 0 then redis.call('SET', KEYS[2 + raise], '1', 'PX', wait + tonumber(ARGV[6])) end
 return wait
 """
 
@@ -80,7 +93,11 @@ class RateLimiter:
 
     def __init__(self, connection: redis.Redis, app_id: str, per_second: int) -> None:
         self._script = connection.register_script(TAKE_LUA)
-        self._keys = [keys.rate_limit(app_id), keys.rate_limit_sequence(app_id), keys.rate_limit_stop(app_id)]
+        self._keys = [
+            keys.rate_limit(app_id),
+            keys.rate_limit_sequence(app_id),
+            *(keys.rate_limit_waiting(app_id, flag) for flag in WAITING_FLAGS),
+        ]
         self.per_second = per_second
         self.taken_at: float | None = None  # monotonic time of the last slot this process took
 
@@ -89,12 +106,14 @@ class RateLimiter:
         one may."""
         if self.per_second <= 0:
             return 0
-        share, yielding = TIERS[tier]
-        limit, limit_yielding = (max(1, int(self.per_second * s + 1e-9)) for s in (share, yielding))
+        rule = TIERS[tier]
+        limit, limit_yielding = (max(1, int(self.per_second * s + 1e-9)) for s in (rule.share, rule.yielding))
+        yields = "".join("1" if flag in rule.yields_to else "0" for flag in WAITING_FLAGS)
+        raises = WAITING_FLAGS.index(rule.flag) + 1 if rule.flag else 0
         wait = int(
             self._script(
                 keys=self._keys,
-                args=[limit, 1000 + MARGIN_MS, limit_yielding, 1 if tier == "stop" else 0, STOP_WAITING_MS],
+                args=[limit, 1000 + MARGIN_MS, limit_yielding, yields, raises, FLAG_OUTLASTS_MS],
             )
         )
         if wait == 0:

@@ -336,9 +336,9 @@ class Runner:
     def _tier(rec: Recording, call: Call) -> str:
         """The call's priority in the rate budget (:data:`~workers.ratelimit.TIERS`): stops first, then starts
         and the queries that confirm a start or follow up a 404 (they decide whether a session died), then
-        changes, then routine polls of confirmed sessions."""
+        acquires, then changes, then routine polls of confirmed sessions."""
         if call.endpoint in ("stop", "acquire", "start"):
-            return "stop" if call.endpoint == "stop" else "start"
+            return call.endpoint
         if call.endpoint != "query":
             return "change"
         session = rec.sessions[call.session]
