@@ -222,3 +222,17 @@ def test_a_waiting_start_makes_acquires_yield(redis_client: redis.Redis) -> None
         pass
     assert len(redis_client.zrange(keys.rate_limit("app-acq-2"), 0, -1)) <= 6
     assert [busy.try_take("start") for _ in range(4)] == [0] * 4
+
+
+def test_polls_yield_to_a_waiting_acquire_but_keep_their_floor(redis_client: redis.Redis) -> None:
+    """While a new recording waits to acquire, routine polls fill only 40 % of the window (what watching a
+    large fleet every 270 s needs); otherwise 70 %."""
+    limiter = RateLimiter(redis_client, "app-poll", 10)
+    assert [limiter.try_take("acquire") for _ in range(10)] == [0] * 10
+    wait = limiter.try_take("acquire")
+    assert wait > 0
+    time.sleep(wait / 1000)
+    while limiter.try_take("poll") == 0:
+        pass
+    assert len(redis_client.zrange(keys.rate_limit("app-poll"), 0, -1)) == 4
+    assert limiter.try_take("acquire") == 0
