@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.fake_agora import Driver, FakeAgora, new_recording, request_for
+from workers.ratelimit import MARGIN_MS
 from workers.recordings.decide import (
     CAPACITY_BACKOFF,
     MAX_START_ATTEMPTS,
@@ -199,8 +200,9 @@ def test_max_restarts_zero_fails_at_the_first_abnormal_end() -> None:
 def test_poll_interval_stretches_with_the_fleet_and_says_when_capped() -> None:
     assert poll_interval(10, 10) == (POLL_EVERY, False)
     interval, capped = poll_interval(1000, 10)
-    # 1,000 sessions within 70% of 10 requests per 1.1 s: at most 6.4 polls per second
-    assert 150 < interval < 180 and not capped and 1000 / interval <= 10 * 0.7 / 1.1 + 1e-9
+    # 1,000 sessions within 70% of 10 requests per window (1 s + the margin): at most 6.7 polls per second
+    window = 1 + MARGIN_MS / 1000
+    assert 140 < interval < 160 and not capped and 1000 / interval <= 10 * 0.7 / window + 1e-9
     assert poll_interval(5000, 10) == (POLL_EVERY_MAX, True)
     assert poll_interval(5000, 0) == (POLL_EVERY, False)  # no limit
 

@@ -73,7 +73,8 @@ def rate_limit_sequence(app_id: str) -> str:
 
 
 def rate_limit_waiting(app_id: str, tier: str) -> str:
-    """Set while a call of a tier (stop, start, acquire) waits for a slot: lower tiers then leave it room."""
+    """Who waits for a slot in a tier (stop, start, acquire), until when (sorted set): lower tiers then leave
+    it room."""
     return f"{PREFIX}:ratelimit:{app_id}:waiting:{tier}"
 
 

@@ -6,14 +6,15 @@ last window in a sorted set and answers either "go" or how many milliseconds to 
 used, so workers on different machines share one notion of time. The window is longer than a second by
 ``MARGIN_MS``: a request is counted when its slot is taken, but Agora counts it when it arrives, and between
 the two lie the sender's own work, thread and process scheduling on a busy host, and the network. With a
-bare 50 ms margin one fleet run in four got 429s during a burst of 300 stops (the sender's work between the
-take and the send: a write-ahead save on a loaded host). So the margin covers only what follows the last
-check, and :meth:`RateLimiter.fresh` takes a new slot when the one taken is older than ``SEND_GUARD_MS`` at
-the moment the request leaves (measured in ``bench/README.md``).
+50 ms margin alone one fleet run in four got 429s during a burst of 300 stops: the sender's own work between
+the take and the send (a write-ahead save on a loaded host) is unbounded. So the slot is stamped again right
+before the request leaves (:meth:`RateLimiter.fresh`, called by the Agora client): the window holds send
+times, and the margin covers only the socket and the network (measured in ``bench/README.md``).
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import NamedTuple
 
@@ -21,11 +22,7 @@ import redis
 
 from workers import keys
 
-MARGIN_MS = 100
-#: A slot taken longer ago than this when the request is about to leave is not trusted: another is taken
-#: (:meth:`RateLimiter.fresh`). Together with the margin, this bounds the take-to-arrival delay the window
-#: must cover to what happens after the check (the socket and the network), not the sender's own work.
-SEND_GUARD_MS = 50
+MARGIN_MS = 50
 #: Periodic queries of confirmed sessions use at most this share of the window, so that starts, stops and
 #: changes (the calls users feel) always find room when the budget is tight.
 POLL_SHARE = 0.7
@@ -44,8 +41,8 @@ class Tier(NamedTuple):
 #: Priorities inside the one budget: stops, then starts (start, and the queries that confirm a start or
 #: follow a 404 up: a recording already under way), then acquires (a new one), then changes (update,
 #: updateLayout, pause, resume), then routine polls. A call goes only while the window is less than its share
-#: full. A stop, a start or an acquire that finds no slot raises its flag until half a second after its slot
-#: frees; meanwhile the tiers below it yield: starts leave the last tenth of the window to stops, acquires the
+#: full. A stop, a start or an acquire that finds no slot is registered as waiting until it takes one (or
+#: half a second after its slot's time, if it never comes back); while one waits, the tiers below it yield: starts leave the last tenth of the window to stops, acquires the
 #: last 40 % to starts and stops (a recording that acquired is started before new ones acquire: the fleet
 #: starts depth first), changes keep 60 % and routine polls 40 % — enough to watch about 1,000 sessions every
 #: 270 s on 10 requests/s. With nothing waiting above it, each tier uses its whole share.
@@ -59,33 +56,51 @@ TIERS: dict[str, Tier] = {
 WAITING_FLAGS = ("stop", "start", "acquire")
 FLAG_OUTLASTS_MS = 500
 
-# KEYS: window, sequence, then the waiting flags (stop, start, acquire). ARGV: limit, window ms, limit while a flag it
-# yields to is up, the flags it yields to ('1'/'0' per flag), the flag it raises when refused (1-based, 0:
-# none), how long a flag outlasts the wait (ms). Answers 0 (go: counted) or the milliseconds until a slot frees.
+# KEYS: window, sequence, then the waiters of the tiers others yield to (stop, start, acquire: sorted sets of
+# who waits, until when). ARGV: limit, window ms, limit while a tier it yields to has a waiter, the tiers it
+# yields to ('1'/'0' each), the tier it waits as when refused (1-based, 0: none), how long a wait is kept
+# past its slot's time (ms), the caller (waits of one caller replace each other; a slot taken ends its wait).
+# Answers -n (go: counted as member n) or the milliseconds until a slot frees.
 TAKE_LUA = """
 local key, limit, window = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
 for i = 1, #ARGV[4] do
-  if string.sub(ARGV[4], i, i) == '1' and redis.call('EXISTS', KEYS[2 + i]) == 1 then
+  if string.sub(ARGV[4], i, i) == '1' and redis.call('ZCOUNT', KEYS[2 + i], now_ms, '+inf') > 0 then
     limit = tonumber(ARGV[3])
   end
 end
-local now = redis.call('TIME')
-local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms - window)
 local count = redis.call('ZCARD', key)
+local waits_as = tonumber(ARGV[5])
 if count < limit then
   local seq = redis.call('INCR', KEYS[2])
-  redis.call('ZADD', key, now_ms, now_ms .. ':' .. seq)
+  redis.call('ZADD', key, now_ms, seq)
   redis.call('PEXPIRE', key, window * 2)
   redis.call('PEXPIRE', KEYS[2], window * 2)
-  return 0
+  if waits_as > 0 then redis.call('ZREM', KEYS[2 + waits_as], ARGV[7]) end
+  return -seq
 end
 -- the send time whose expiry brings the window below this call's limit
 local freeing = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
 local wait = math.max(1, tonumber(freeing[2]) + window - now_ms + 1)
-local raise = tonumber(ARGV[5])
-if raise > 0 then redis.call('SET', KEYS[2 + raise], '1', 'PX', wait + tonumber(ARGV[6])) end
+if waits_as > 0 then
+  local waiters = KEYS[2 + waits_as]
+  redis.call('ZREMRANGEBYSCORE', waiters, '-inf', now_ms)
+  redis.call('ZADD', waiters, now_ms + wait + tonumber(ARGV[6]), ARGV[7])
+  redis.call('PEXPIRE', waiters, wait + tonumber(ARGV[6]) + window)
+end
 return wait
+"""
+
+
+# KEYS: window. ARGV: member. The slot's send time becomes now (it only ever moves later: never more requests
+# in a window than were admitted).
+RESTAMP_LUA = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  local now = redis.call('TIME')
+  redis.call('ZADD', KEYS[1], 'XX', now[1] * 1000 + math.floor(now[2] / 1000), ARGV[1])
+end
 """
 
 
@@ -94,32 +109,43 @@ class RateLimiter:
 
     def __init__(self, connection: redis.Redis, app_id: str, per_second: int) -> None:
         self._script = connection.register_script(TAKE_LUA)
+        self._restamp = connection.register_script(RESTAMP_LUA)
         self._keys = [
             keys.rate_limit(app_id),
             keys.rate_limit_sequence(app_id),
             *(keys.rate_limit_waiting(app_id, flag) for flag in WAITING_FLAGS),
         ]
         self.per_second = per_second
-        self.taken_at: float | None = None  # monotonic time of the last slot this process took
+        self.taken: int | None = None  # the last slot this limiter took, until its request leaves
+        self.caller = secrets.token_hex(6)  # who waits, when the caller does not say
 
-    def try_take(self, tier: str = "start") -> int:
+    def try_take(self, tier: str = "start", caller: str = "") -> int:
         """0 when a request of this tier (:data:`TIERS`) may go now (and counts it), else milliseconds until
-        one may."""
+        one may. ``caller`` names who waits (a recording), so that its slot taken ends its wait."""
         if self.per_second <= 0:
             return 0
         rule = TIERS[tier]
         limit, limit_yielding = (max(1, int(self.per_second * s + 1e-9)) for s in (rule.share, rule.yielding))
         yields = "".join("1" if flag in rule.yields_to else "0" for flag in WAITING_FLAGS)
         raises = WAITING_FLAGS.index(rule.flag) + 1 if rule.flag else 0
-        wait = int(
+        answer = int(
             self._script(
                 keys=self._keys,
-                args=[limit, 1000 + MARGIN_MS, limit_yielding, yields, raises, FLAG_OUTLASTS_MS],
+                args=[
+                    limit,
+                    1000 + MARGIN_MS,
+                    limit_yielding,
+                    yields,
+                    raises,
+                    FLAG_OUTLASTS_MS,
+                    caller or self.caller,
+                ],
             )
         )
-        if wait == 0:
-            self.taken_at = time.monotonic()
-        return wait
+        if answer > 0:
+            return answer
+        self.taken = -answer
+        return 0
 
     def take(self, max_wait_seconds: float = 1.0, tier: str = "start") -> bool:
         """Wait for a slot up to ``max_wait_seconds``; False if none came (the caller reschedules)."""
@@ -132,12 +158,10 @@ class RateLimiter:
                 return False
             time.sleep(wait_ms / 1000)
 
-    def fresh(self, tier: str = "start") -> None:
-        """Right before a request leaves: when its slot was taken more than SEND_GUARD_MS ago (a slow save, a
-        busy host), take another, so the window covers when the request really arrives. Waits up to a
-        second; sends anyway after that (a 429 is refused at the gate and retried)."""
-        if self.per_second <= 0 or (
-            self.taken_at is not None and (time.monotonic() - self.taken_at) * 1000 <= SEND_GUARD_MS
-        ):
+    def fresh(self) -> None:
+        """Right before a request leaves: its slot is stamped with the time it really goes (a slow save or a
+        busy host between the take and the send only keeps the slot longer in the window)."""
+        if self.per_second <= 0 or self.taken is None:
             return
-        self.take(max_wait_seconds=1.0, tier=tier)
+        self._restamp(keys=self._keys[:1], args=[self.taken])
+        self.taken = None

@@ -210,7 +210,7 @@ class Runner:
         if isinstance(self.client, AgoraClient) and self.client.before_retry is None:
             self.client.before_retry = lambda: self.limiter.take(max_wait_seconds=2.0, tier=self._call_tier)
         if isinstance(self.client, AgoraClient) and self.client.before_send is None:
-            self.client.before_send = lambda: self.limiter.fresh(self._call_tier)
+            self.client.before_send = self.limiter.fresh
         if isinstance(self.client, AgoraClient) and self.client.observe is None:
             self.client.observe = lambda endpoint, outcome, seconds: record_agora(
                 connection, endpoint, outcome, seconds
@@ -298,7 +298,7 @@ class Runner:
                 return rec.state
             self._extend_lock(recording_id, token)
             self._call_tier = self._tier(rec, call)
-            wait_ms = self._slot(self._call_tier)
+            wait_ms = self._slot(self._call_tier, rec.id)
             if wait_ms:  # no slot soon: give the worker back and come again when one frees
                 plan.call, plan.wake_at = None, now + wait_ms + secrets.randbelow(RATE_LIMITED_JITTER_MS)
                 self.save(rec, plan, token, len(commands))
@@ -324,12 +324,12 @@ class Runner:
         interval, _capped = poll_interval(active, self.settings.agora_rate_limit * self.timing.scale)
         return place, interval
 
-    def _slot(self, tier: str) -> int:
+    def _slot(self, tier: str, caller: str) -> int:
         """Take a rate-limit slot, waiting up to SLOT_WAIT_MS; 0 when taken, else milliseconds to wait."""
-        wait_ms = self.limiter.try_take(tier)
+        wait_ms = self.limiter.try_take(tier, caller)
         if 0 < wait_ms <= SLOT_WAIT_MS:
             time.sleep(wait_ms / 1000)
-            wait_ms = self.limiter.try_take(tier)
+            wait_ms = self.limiter.try_take(tier, caller)
         return wait_ms
 
     @staticmethod
