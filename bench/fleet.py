@@ -305,13 +305,7 @@ class Part:
                 status, answer = runner.emulator.control("GET", name)
                 if status == 200:
                     (runner.directory / f"emulator-{name}.json").write_text(json.dumps(answer))
-        if runner.stack is not None:
-            try:
-                runner.stack.stop()
-            except Exception as exc:
-                log(f"stack stop: {exc}")
-        if runner.emulator is not None:
-            runner.emulator.stop()
+        soak.shutdown(runner.stack, runner.emulator)
 
     @property
     def emulator(self) -> Emulator:

@@ -1104,6 +1104,17 @@ def uncovered(spans: list[Span], begin: float, end: float) -> list[tuple[float, 
 # -- main -----------------------------------------------------------------------------------------------------
 
 
+def shutdown(stack: Stack | None, emulator: Emulator | None) -> None:
+    """Stop the service's processes and the emulator (whatever started of them)."""
+    if stack is not None:
+        try:
+            stack.stop()
+        except Exception as exc:
+            log(f"stack stop: {exc}")
+    if emulator is not None:
+        emulator.stop()
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/soak.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--recordings", type=int, default=24)
@@ -1167,13 +1178,7 @@ def main(argv: list[str] | None = None) -> int:
         if soak.chaos is not None:
             soak.chaos.cancel.set()
             soak.chaos.join(timeout=30)
-        if soak.stack is not None:
-            try:
-                soak.stack.stop()
-            except Exception as exc:
-                log(f"stack stop: {exc}")
-        if soak.emulator is not None:
-            soak.emulator.stop()
+        shutdown(soak.stack, soak.emulator)
         log(f"done in {time.time() - soak.started:.0f} s; logs and ledger.json in {soak.directory}")
     return code
 
