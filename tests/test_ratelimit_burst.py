@@ -20,6 +20,7 @@ def _burst(redis_url: str, base: str, calls: int, ready: Any, go: Any) -> None:
     connection = redis.Redis.from_url(redis_url)
     limiter = RateLimiter(connection, "burst-app", QPS)
     client = make_client(base)
+    client.before_send = limiter.fresh  # as the runner wires it: the slot is stamped when the request leaves
     ready.release()
     go.wait()
     for index in range(calls):
@@ -35,7 +36,8 @@ def test_hundreds_of_calls_from_several_processes_get_no_429(
     redis_client: redis.Redis, redis_server: Any
 ) -> None:
     """320 calls from 8 processes released at once through one limit of 50/s: Agora (the emulator, counting
-    arrivals per real second) refuses none. (Checked to fail without a margin: 11 refused.)"""
+    arrivals per real second) refuses none. (Checked to fail without a margin: 11 refused; with the 50 ms
+    margin but without stamping the slot again at send, on a host loaded by another benchmark: 6 refused.)"""
     emulator, base = start_emulator(rate_limit=QPS)  # the same test against 10/s would take 40 s
     try:
         context = multiprocessing.get_context("spawn")
