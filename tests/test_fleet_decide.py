@@ -7,6 +7,7 @@ from typing import Any
 
 from tests.fake_agora import Driver, FakeAgora, new_recording, request_for
 from workers.ratelimit import MARGIN_MS
+from workers.recordings.admission import admission_mark
 from workers.recordings.decide import (
     CAPACITY_BACKOFF,
     MAX_START_ATTEMPTS,
@@ -16,7 +17,7 @@ from workers.recordings.decide import (
     poll_interval,
 )
 from workers.recordings.machine import State
-from workers.recordings.model import Recording
+from workers.recordings.model import Recording, encode
 
 S = 1000  # ms
 
@@ -218,3 +219,55 @@ def test_a_stretched_poll_interval_is_kept_and_spread() -> None:
     gaps = [b - a for a, b in zip(queries, queries[1:], strict=False)]
     assert max(gaps) <= 200 * S and min(gaps) >= 200 * (1 - POLL_JITTER) * S - 300
     assert len(set(gaps)) > 3 and 3600 / 200 <= len(queries) <= 3600 / 180 + 1
+
+
+# -- found in review -----------------------------------------------------------------------------------------
+
+
+def test_a_resume_refused_406_can_still_be_stopped_and_gives_its_slot_back() -> None:
+    agora, driver = world("mix")
+    recording(driver)
+    driver.command("pause")
+    driver.run(lambda r: r.state == State.PAUSED, within_ms=60 * S)
+    agora.script("acquire", 400, 406, "vendor_over_load", times=3)
+    driver.command("resume")
+    waiting = driver.run(lambda r: r.state == State.QUEUED, within_ms=60 * S)
+    assert admission_mark(waiting) == 2  # waits for Agora's capacity: the queue holds meanwhile
+    driver.command("stop")
+    done = driver.run(within_ms=120 * S)
+    assert done.state == State.COMPLETED and admission_mark(done) == 1
+    assert all(f.status == "uploaded" for f in done.files.values())
+
+
+def test_a_pause_during_a_406_wait_does_not_hold_the_queue() -> None:
+    agora, driver = world("mix")
+    agora.script("acquire", 400, 406, "vendor_over_load", times=5)
+    waiting = driver.run(lambda r: r.state == State.QUEUED and r.capacity_waits > 0, within_ms=60 * S)
+    assert admission_mark(waiting) == 2
+    driver.command("pause")
+    paused = driver.run(lambda r: r.state == State.PAUSED, within_ms=60 * S)
+    assert admission_mark(paused) == 0 and paused.capacity_waits == 0
+
+
+def test_a_web_page_started_on_hold_stays_so_until_paused_or_resumed() -> None:
+    agora, driver = world("web")
+    rec = driver.rec
+    rec.request["extensionServiceConfig"]["extensionServices"][0]["serviceParam"]["onhold"] = True
+    driver.stored = encode(rec)
+    started = driver.run(lambda r: r.state == State.RECORDING, within_ms=60 * S)
+    task = agora.tasks[started.sessions[0].sid or ""]
+    driver.wait(300 * S)
+    assert task.onhold and not task.changes  # not released behind the app's back
+    driver.command("update", {"webRecordingConfig": {"onhold": False}})
+    driver.wait(60 * S)
+    assert not task.onhold and len(task.changes) == 1  # the app's own update is not reverted
+
+
+def test_paused_before_it_ever_recorded_its_first_session_is_announced_as_started() -> None:
+    agora, driver = world("individual")
+    driver.command("pause")
+    driver.run(lambda r: r.state == State.PAUSED, within_ms=60 * S)
+    assert not driver.calls("acquire")
+    driver.command("resume")
+    driver.run(lambda r: r.state == State.RECORDING, within_ms=120 * S)
+    assert driver.notifications == ["recording.paused", "recording.started"]

@@ -30,6 +30,7 @@ import redis
 from workers import keys
 from workers.agora.bodies import Mode
 from workers.config import Settings
+from workers.recordings.machine import Desired
 from workers.recordings.model import Priority, Recording
 
 #: Queue scores: the priority's rank times this, plus the creation counter (exact in a double up to 2^53).
@@ -91,9 +92,9 @@ elseif redis.call('SREM', KEYS[q + 2], id) == 1 then
   moved = true
 end
 if release then
-  redis.call('SREM', KEYS[q + 1], id)
-  redis.call('ZREM', KEYS[q], id)
-  moved = true
+  -- only a slot or a queue place really given back frees anything (later saves of the same end do not)
+  local held = redis.call('SREM', KEYS[q + 1], id) + redis.call('ZREM', KEYS[q], id)
+  if held > 0 then moved = true end
 end
 if moved then
   local waiting = redis.call('SMEMBERS', KEYS[q + 2])
@@ -134,7 +135,8 @@ def admission_mark(rec: Recording) -> int:
     and wait after a 406 (Agora is full: nobody new leaves the queue meanwhile)."""
     if not rec.holds_capacity:
         return 1
-    return 2 if rec.admitted and rec.capacity_waits and not rec.live_sessions else 0
+    waiting = rec.desired == Desired.RECORDING and rec.capacity_waits and not rec.live_sessions
+    return 2 if rec.admitted and waiting else 0
 
 
 def position(connection: redis.Redis, rec: Recording) -> int | None:

@@ -218,8 +218,11 @@ class Step:
         if found.notification is None:
             return
         kind, key = found.notification, found.notification
-        if kind == "recording.started" and rec.paused_announced:  # the first session after a resume
-            kind = "recording.resumed"
+        if kind == "recording.started" and rec.paused_announced:
+            if "recording.started" in rec.notified:  # the first session after a resume
+                kind = "recording.resumed"
+            else:  # paused before it ever recorded: its first session is its start
+                rec.paused_announced = False
         elif kind == "recording.started" and rec.restarts and "recording.started" in rec.notified:
             kind, key = "recording.restarted", f"recording.restarted:{rec.restarts}"
         if kind in ("recording.paused", "recording.resumed"):
@@ -397,6 +400,7 @@ class Step:
         """Individual and mix: a pause ends the session (its files stay in the manifest); resuming starts a
         new one with another uid (the old task is known to have ended)."""
         rec = self.rec
+        rec.capacity_waits = 0  # no acquire while paused: not waiting for Agora's capacity
         if not self._end_sessions():
             return self.plan
         if rec.state != State.PAUSED:
@@ -490,7 +494,9 @@ class Step:
                 change = rec.pending_changes[0]
                 return self._call("updateLayout" if change["kind"] == "layout" else "update", index)
             self.wake(rec.retry_at_ms)
-        elif rec.mode == "web" and session.confirmed_ms is not None:
+        elif rec.mode == "web" and session.confirmed_ms is not None and rec.pauses:
+            # once paused through the API, the page's hold follows pause/resume (before, it stays as the
+            # start asked or as the app's own updates set it)
             hold = rec.desired == Desired.PAUSED
             if session.onhold != hold:  # pause / resume: the page on hold through update
                 if rec.retry_at_ms is None or self.now >= rec.retry_at_ms:
@@ -505,7 +511,8 @@ class Step:
 
     def _stopping(self) -> Plan:
         rec = self.rec
-        if rec.live_sessions and rec.state in (State.STARTING, State.RECORDING, State.PAUSED):
+        rec.capacity_waits = 0  # no acquire any more: not waiting for Agora's capacity
+        if rec.live_sessions and rec.state in (State.QUEUED, State.STARTING, State.RECORDING, State.PAUSED):
             self.transition(State.STOPPING, Cause.STOP_REQUESTED)
         if not self._end_sessions():
             return self.plan

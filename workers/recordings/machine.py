@@ -125,6 +125,12 @@ TRANSITIONS: tuple[Edge, ...] = (
     Edge(S.QUEUED, S.PAUSED, C.PAUSED, "recording.paused"),
     Edge(S.QUEUED, S.COMPLETED, C.STOPPED_BEFORE_START, "recording.completed"),
     Edge(S.QUEUED, S.FAILED, C.BUDGET_EXHAUSTED, "recording.failed"),
+    # a recording that ran before (a restart, a resume) waits here after a 406: it ends as one starting does
+    Edge(S.QUEUED, S.RECORDING, C.CONFIRMED, "recording.started"),
+    Edge(S.QUEUED, S.STOPPING, C.STOP_REQUESTED),
+    Edge(S.QUEUED, S.UPLOADING, C.SESSION_OVER),
+    Edge(S.QUEUED, S.FAILED, C.REJECTED, "recording.failed"),
+    *(Edge(S.QUEUED, target, cause, note) for target, cause, note in _FINISH),
     Edge(S.STARTING, S.QUEUED, C.AGORA_FULL),
     Edge(S.STARTING, S.PAUSED, C.PAUSED, "recording.paused"),
     Edge(S.STARTING, S.RECORDING, C.CONFIRMED, "recording.started"),
