@@ -257,7 +257,7 @@ def _new_recording() -> dict[str, Any]:
                 "type": "integer",
                 "minimum": 1,
                 "maximum": MAX_DURATION_SECONDS,
-                "description": "stop this long after leaving the admission queue (at most 30 days), paused time included",
+                "description": "stop this long after the first start sent to Agora (at most 30 days), paused time included",
             },
             "maxRestarts": {
                 "type": "integer",

@@ -274,9 +274,6 @@ class Step:
             return self._stopping()
         if self.queue_place:
             return self._queued()
-        if not rec.admitted and rec.max_duration_seconds and rec.stop_at_ms is None:
-            rec.stop_at_ms = self.after(rec.max_duration_seconds)  # counted from leaving the queue
-            self.wake(rec.stop_at_ms)
         rec.admitted = True
         if rec.desired == Desired.PAUSED and not self.keeps_session:
             return self._pausing()
@@ -611,6 +608,8 @@ class Step:
             rec.retry_at_ms = self.now
         else:
             rec.start_attempts += 1
+            if rec.stop_at_ms is None and rec.max_duration_seconds:  # counted from the first start sent
+                rec.stop_at_ms = self.after(rec.max_duration_seconds)
             # web: a paused recording's page starts on hold (as asked at creation, until a pause or resume)
             asked = rec.desired == Desired.PAUSED or (rec.pauses == 0 and requested_onhold(rec.request))
             session.onhold = rec.mode == "web" and asked
