@@ -170,16 +170,18 @@ def fatal_mark(state: SessionState) -> str | None:
     return ":".join(str(part) for part in state.error_key)
 
 
-#: Locks this process could not release because Redis was unreachable (see :func:`release_pending`).
-UNRELEASED: list[tuple[str, str]] = []
+#: (lock, token, recording id) of steps that ended while Redis was unreachable (see :func:`release_pending`).
+UNRELEASED: list[tuple[str, str, str]] = []
 
 
 def release_pending(connection: redis.Redis) -> int:
-    """Release the locks left by steps that ended while Redis was away; returns how many were released."""
+    """Release the locks left by steps that ended while Redis was away, and bring their recordings' timers
+    forward (the step's save may be lost, and its timer left a whole lease ahead); returns how many."""
     released = 0
     while UNRELEASED:
-        lock, token = UNRELEASED[0]
+        lock, token, recording_id = UNRELEASED[0]
         connection.eval(RELEASE_LUA, 1, lock, token)
+        soon(connection, recording_id, 0)
         UNRELEASED.pop(0)
         released += 1
     return released
@@ -248,8 +250,12 @@ class Runner:
                 soon(self.redis, recording_id, BUSY_RETRY_MS)
             return "busy"
         started = time.monotonic()
+        redis_lost = False
         try:
             return self._run(recording_id, token)
+        except redis.RedisError:
+            redis_lost = True  # its save may not have happened: its timer sits a whole lease ahead
+            raise
         except LostLockError:
             self.redis.rpush(
                 keys.recording_timeline(recording_id),
@@ -262,11 +268,13 @@ class Runner:
         finally:
             try:
                 self._release(keys=[lock], args=[token])
+                if redis_lost:
+                    soon(self.redis, recording_id, BUSY_RETRY_MS)
                 record_max(self.redis, "step_max_ms", int((time.monotonic() - started) * 1000))
             except redis.RedisError:
                 # Redis went away during the step: this process lives on (its heartbeat will say so), so
-                # nobody would take the lock over; the worker releases it once Redis is back.
-                UNRELEASED.append((lock, token))
+                # nobody would take the lock over; the worker releases it, and looks again, once Redis is back.
+                UNRELEASED.append((lock, token, recording_id))
 
     def _run(self, recording_id: str, token: str) -> str:
         if self.settings.notify_url and self.redis.llen(keys.recording_outbox(recording_id)):
