@@ -30,14 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.redis_server import RedisServer  # noqa: E402
-from workers import keys  # noqa: E402
-from workers.events import parse_event  # noqa: E402
-from workers.files import files_from_event  # noqa: E402
-from workers.inbox import Inbox  # noqa: E402
+from workers.core import schema  # noqa: E402
 from workers.jobs import drain_batch  # noqa: E402
+from workers.ncs.envelope import parse_event  # noqa: E402
+from workers.ncs.files import files_from_event  # noqa: E402
+from workers.ncs.inbox import Inbox  # noqa: E402
+from workers.ncs.reducer import apply_event  # noqa: E402
+from workers.ncs.store import read_session, read_states, read_summary  # noqa: E402
 from workers.recordings.runner import facts_of  # noqa: E402
-from workers.session_store import read_session, read_states, read_summary  # noqa: E402
-from workers.sessions import apply_event  # noqa: E402
 
 CALLBACKS = int(os.environ.get("BENCH_CALLBACKS", "5000"))
 SID = "b" * 32
@@ -83,7 +83,7 @@ def main() -> None:
             for index in range(CALLBACKS):
                 inbox.accept(f"bounded-{index}", "room", msgspec.json.encode(envelope(index)))
             while drain_batch(
-                connection, keys.partition_of("room"), max_events=CALLBACKS, retention_seconds=3600
+                connection, schema.partition_of("room"), max_events=CALLBACKS, retention_seconds=3600
             ):
                 pass
 

@@ -30,8 +30,9 @@ from tests.conftest import API_TOKEN, NCS_SECRET, with_default_storage  # noqa: 
 from tests.redis_server import RedisServer  # noqa: E402
 from tests.test_dashboard import login, seed_recording  # noqa: E402
 from webhook_service import create_app  # noqa: E402
-from workers import deadletters, keys  # noqa: E402
-from workers.config import Settings  # noqa: E402
+from workers import deadletters  # noqa: E402
+from workers.core import schema  # noqa: E402
+from workers.core.config import Settings  # noqa: E402
 from workers.recordings.machine import State  # noqa: E402
 from workers.recordings.model import decode, encode  # noqa: E402
 from workers.recordings.store import RecordingSpec, create_recording  # noqa: E402
@@ -48,7 +49,7 @@ def store(connection: redis.Redis, settings: Settings) -> list[str]:
             {"cname": f"room-{n % 500}", "mode": rng.choice(["mix", "individual"])}, RecordingSpec
         )
         ids.append(create_recording(connection, settings, spec)[0].id)
-    raws = connection.mget([keys.recording(i) for i in ids])
+    raws = connection.mget([schema.recording(i) for i in ids])
     pipe = connection.pipeline(transaction=False)
     for raw in raws:
         assert isinstance(raw, bytes)
@@ -60,8 +61,8 @@ def store(connection: redis.Redis, settings: Settings) -> list[str]:
             recording.state = State.FAILED
         else:
             continue
-        pipe.set(keys.recording(recording.id), encode(recording))
-        pipe.zrem(keys.ACTIVE_RECORDINGS, recording.id)
+        pipe.set(schema.recording(recording.id), encode(recording))
+        pipe.zrem(schema.ACTIVE_RECORDINGS, recording.id)
     pipe.execute()
     return ids
 
@@ -100,7 +101,7 @@ def main() -> None:
             for n in range(200):
                 deadletters.add(connection, "drain_job", f"bench failure {n}", partition=n % 16)
             print(
-                f"stored {connection.zcard(keys.RECORDINGS_INDEX)} recordings "
+                f"stored {connection.zcard(schema.RECORDINGS_INDEX)} recordings "
                 f"in {time.perf_counter() - started:.1f} s; timing {REQUESTS} requests per page"
             )
             assert login(client).status_code == 303

@@ -27,9 +27,9 @@ import msgspec
 import redis
 
 from tests.redis_server import free_port
-from workers import keys
-from workers.config import Settings
-from workers.measure import AGORA_HISTOGRAM
+from workers.core import schema
+from workers.core.config import Settings
+from workers.core.measure import AGORA_HISTOGRAM
 from workers.recordings.admission import admit, slots_for
 from workers.recordings.decide import Plan
 from workers.recordings.machine import Cause, State
@@ -130,7 +130,7 @@ def seed(connection: redis.Redis, environ: Mapping[str, str], count: int) -> lis
                     "sid": sid,
                 }
             )
-        lock, token = keys.recording_lock(rec.id), f"{secrets.token_hex(8)}|bench-seed"
+        lock, token = schema.recording_lock(rec.id), f"{secrets.token_hex(8)}|bench-seed"
         connection.set(lock, token, px=60_000)
         admit(connection, rec, slots_for(settings, rec.mode))  # takes its slot, as its first step did
         runner.save(rec, plan, token, 0)
@@ -171,10 +171,10 @@ def callback(notice_id: str, live: Live, sequence: int, notify_ms: int) -> bytes
 def audit(connection: redis.Redis, fleet: list[Live], logs: str = "") -> dict[str, Any]:
     """After a run: how many steps ran (saves beyond the seeding one), the recordings' states, Agora requests
     (``acr:hist:agora``) and log lines about Agora calls (both must be 0), step dead letters, longest step."""
-    raws = connection.mget([keys.recording(live.id) for live in fleet]) if fleet else []
+    raws = connection.mget([schema.recording(live.id) for live in fleet]) if fleet else []
     recordings = [decode(raw) for raw in raws if isinstance(raw, bytes)]
     histogram = cast(dict[bytes, bytes], connection.hgetall(AGORA_HISTOGRAM))
-    step_max_ms = cast(bytes | None, connection.hget(keys.STATS, "step_max_ms"))
+    step_max_ms = cast(bytes | None, connection.hget(schema.STATS, "step_max_ms"))
     return {
         "recordings": len(fleet),
         "recording": sum(rec.state == State.RECORDING for rec in recordings),
@@ -182,6 +182,6 @@ def audit(connection: redis.Redis, fleet: list[Live], logs: str = "") -> dict[st
         "recordings_stepped": sum(rec.version > SEEDED_VERSION for rec in recordings),
         "agora_requests": sum(int(v) for k, v in histogram.items() if not k.endswith(b"sum_us")),
         "agora_log_lines": logs.count("agora call"),
-        "dead_letters": int(connection.xlen(keys.DEAD_LETTERS)),
+        "dead_letters": int(connection.xlen(schema.DEAD_LETTERS)),
         "step_max_ms": int(step_max_ms or 0),
     }

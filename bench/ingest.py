@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.redis_server import RedisServer, free_port  # noqa: E402
 from webhook_service.signature import sign  # noqa: E402
-from workers import keys  # noqa: E402
-from workers.inbox import install_drain_templates  # noqa: E402
+from workers.core import schema  # noqa: E402
+from workers.ncs.inbox import install_drain_templates  # noqa: E402
 
 SECRET = "bench-ncs-secret"
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
@@ -143,9 +143,9 @@ def run_round(
     if result["non_2xx"] or result["socket_errors"]:
         raise RuntimeError(f"{target} answered errors: {result}")
     if target == "receiver":
-        stored = sum(store.xlen(keys.inbox(p)) for p in range(keys.PARTITIONS))
-        accepted = int(store.hget(keys.STATS, "accepted") or 0)
-        duplicates = int(store.hget(keys.STATS, "duplicate") or 0)
+        stored = sum(store.xlen(schema.inbox(p)) for p in range(schema.PARTITIONS))
+        accepted = int(store.hget(schema.STATS, "accepted") or 0)
+        duplicates = int(store.hget(schema.STATS, "duplicate") or 0)
         result["stored"], result["accepted"], result["duplicates"] = stored, accepted, duplicates
         # Every request must be a new event (unique noticeIds), stored exactly once.
         if stored != accepted or duplicates or result["non_2xx"]:

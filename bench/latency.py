@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from bench.fleetseed import RECORDINGS, Live, audit, callback, seed, service_env, unseeded  # noqa: E402
 from tests.factories import signed_headers  # noqa: E402
 from tests.stack import Stack  # noqa: E402
-from workers import keys  # noqa: E402
+from workers.core import schema  # noqa: E402
 
 RATE = int(os.environ.get("BENCH_RATE", "500"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "20"))
@@ -108,7 +108,7 @@ def run(label: str, count: int, seeded: bool) -> dict[str, Any]:
 
     stack.start()
     cpu_before = cpu_of(stack)
-    steps_queue = Queue(keys.DEFAULT_QUEUE, connection=store).key
+    steps_queue = Queue(schema.DEFAULT_QUEUE, connection=store).key
     accepted: dict[int, float] = {}
     seen: dict[int, float] = {}
     backlog = {"steps_max": 0}
@@ -135,7 +135,7 @@ def run(label: str, count: int, seeded: bool) -> dict[str, Any]:
             pipe = store.pipeline(transaction=False)
             pipe.llen(steps_queue)
             for n in pending:
-                pipe.hexists(keys.session_events(target(n)[0].sid), f"lat-{n}")
+                pipe.hexists(schema.session_events(target(n)[0].sid), f"lat-{n}")
             answers = pipe.execute()
             now = time.perf_counter()
             backlog["steps_max"] = max(backlog["steps_max"], int(answers[0]))

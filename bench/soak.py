@@ -64,7 +64,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.redis_server import free_port  # noqa: E402
 from tests.stack import Stack  # noqa: E402
-from workers.ratelimit import MARGIN_MS  # noqa: E402
+from workers.agora.ratelimit import MARGIN_MS  # noqa: E402
 
 SCALE = 0.05  # real seconds per emulated second, for the emulator and the service alike
 HA_WINDOW = 90.0  # emulated seconds a session may be unseen (404) before it counts as gone

@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.fleetseed import RECORDINGS, audit, callback, seed, service_env, unseeded  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
-from workers import keys  # noqa: E402
-from workers.inbox import Inbox, install_drain_templates  # noqa: E402
+from workers.core import schema  # noqa: E402
+from workers.ncs.inbox import Inbox, install_drain_templates  # noqa: E402
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "20000"))
 NOOPS = int(os.environ.get("BENCH_NOOPS", "3000"))
@@ -142,7 +142,7 @@ def main() -> int:
             inbox.accept(notice_id, cname, raw)
         log = workdir / f"worker-{label}.log"
         elapsed = burst(ours, env, log) - empty_ours
-        applied = int(store.hget(keys.STATS, "applied") or 0)
+        applied = int(store.hget(schema.STATS, "applied") or 0)
         if applied != len(items):
             raise RuntimeError(f"{label}: applied {applied} of {len(items)} callbacks")
         result: dict[str, Any] = {

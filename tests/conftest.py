@@ -16,7 +16,7 @@ from tests.emulated import Sink, make_client, start_emulator
 from tests.redis_server import RedisServer
 from webhook_service import create_app
 from workers.agora import AgoraClient
-from workers.config import Settings
+from workers.core.config import Settings
 
 NCS_SECRET = "test-ncs-secret"
 API_TOKEN = "test-api-token"

@@ -48,7 +48,9 @@ from workers.agora import (
     RecordingReport,
     classify,
 )
-from workers.events import as_int, parse_event
+from workers.core.coerce import as_int
+from workers.ncs.envelope import parse_event
+from workers.ncs.reducer import SessionState, apply_event
 from workers.recordings.decide import (
     POLL_EVERY,
     Call,
@@ -66,7 +68,6 @@ from workers.recordings.machine import TERMINAL, Desired
 from workers.recordings.model import Recording, decode, encode
 from workers.recordings.runner import facts_of
 from workers.recordings.timers import LEASE_MS, MAX_CALLS_PER_STEP
-from workers.sessions import SessionState, apply_event
 
 START_MS = 1_700_000_000_000
 RESOURCE_TTL_MS = 300_000

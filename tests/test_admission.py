@@ -9,8 +9,8 @@ from typing import Any
 import redis
 
 from tests.conftest import with_default_storage
-from workers import keys
-from workers.config import Settings
+from workers.core import schema
+from workers.core.config import Settings
 from workers.recordings.admission import admit, position, reconcile, usage
 from workers.recordings.decide import Plan
 from workers.recordings.machine import Desired, State
@@ -28,7 +28,7 @@ def make(connection: redis.Redis, settings: Settings, name: str, **extra: Any) -
 def save(connection: redis.Redis, settings: Settings, rec: Recording) -> None:
     """The runner's save (fenced by a lock this test holds)."""
     token = "test-token|holder"
-    connection.set(keys.recording_lock(rec.id), token)
+    connection.set(schema.recording_lock(rec.id), token)
     Runner(connection, settings, client=object()).save(rec, Plan(), token, 0)
 
 
@@ -57,16 +57,16 @@ def test_a_save_that_ends_a_recording_gives_its_slot_back_and_wakes_the_head(
     settings = dataclasses.replace(with_default_storage(settings), agora_max_recorders=1)
     first, second, third = (make(redis_client, settings, f"c{i}") for i in range(3))
     assert admit(redis_client, first, 1) == 0 and admit(redis_client, second, 1) == 1
-    redis_client.zadd(keys.TIMERS, {second.id: 10**15, third.id: 10**15})
+    redis_client.zadd(schema.TIMERS, {second.id: 10**15, third.id: 10**15})
     first.admitted = True
     save(redis_client, settings, first)  # still wanted: keeps its slot
     assert usage(redis_client)["recorder"] == (1, 2)
-    assert redis_client.zscore(keys.TIMERS, second.id) == 10**15
+    assert redis_client.zscore(schema.TIMERS, second.id) == 10**15
     first.desired, first.state = Desired.STOPPED, State.COMPLETED
     save(redis_client, settings, first)
     assert usage(redis_client)["recorder"] == (0, 2)
-    assert redis_client.zscore(keys.TIMERS, second.id) < 10**15  # the head is woken at once
-    assert redis_client.zscore(keys.TIMERS, third.id) == 10**15  # not the one behind it
+    assert redis_client.zscore(schema.TIMERS, second.id) < 10**15  # the head is woken at once
+    assert redis_client.zscore(schema.TIMERS, third.id) == 10**15  # not the one behind it
     assert admit(redis_client, second, 1) == 0 and admit(redis_client, third, 1) == 1
 
 
@@ -82,14 +82,14 @@ def test_a_wait_after_a_406_holds_the_queue_and_is_woken_first(
     save(redis_client, settings, waiting)
     # a slot is free in the service's count, but Agora is full: nobody new leaves the queue
     assert admit(redis_client, queued, 3) == 1
-    redis_client.zadd(keys.TIMERS, {waiting.id: 10**15, queued.id: 10**15})
+    redis_client.zadd(schema.TIMERS, {waiting.id: 10**15, queued.id: 10**15})
     running.desired, running.state = Desired.STOPPED, State.COMPLETED
     save(redis_client, settings, running)
-    assert redis_client.zscore(keys.TIMERS, waiting.id) < 10**15  # Agora's place goes to the waiting one
-    assert redis_client.zscore(keys.TIMERS, queued.id) == 10**15
+    assert redis_client.zscore(schema.TIMERS, waiting.id) < 10**15  # Agora's place goes to the waiting one
+    assert redis_client.zscore(schema.TIMERS, queued.id) == 10**15
     waiting.capacity_waits, waiting.state = 0, State.STARTING  # its acquire went through
     save(redis_client, settings, waiting)
-    assert redis_client.zscore(keys.TIMERS, queued.id) < 10**15  # now the queue moves again
+    assert redis_client.zscore(schema.TIMERS, queued.id) < 10**15  # now the queue moves again
     assert admit(redis_client, queued, 3) == 0
 
 
@@ -100,7 +100,7 @@ def test_a_running_recording_whose_slot_record_was_lost_is_readmitted(
     running, queued = (make(redis_client, settings, f"r{i}") for i in range(2))
     assert admit(redis_client, running, 1) == 0
     running.admitted = True
-    redis_client.delete(keys.admission_holders("recorder"))  # lost with a crashed Redis's last writes
+    redis_client.delete(schema.admission_holders("recorder"))  # lost with a crashed Redis's last writes
     assert admit(redis_client, running, 1) == 0  # never sent back to the queue
     assert admit(redis_client, queued, 1) == 1
 
@@ -110,7 +110,7 @@ def test_reconcile_drops_what_is_no_longer_active(redis_client: redis.Redis, set
     live, gone, queued_gone = (make(redis_client, settings, f"x{i}") for i in range(3))
     for rec in (live, gone):
         assert admit(redis_client, rec, 5) == 0
-    redis_client.zrem(keys.ACTIVE_RECORDINGS, gone.id, queued_gone.id)  # ended without the save's release
+    redis_client.zrem(schema.ACTIVE_RECORDINGS, gone.id, queued_gone.id)  # ended without the save's release
     assert reconcile(redis_client) == 2
     assert usage(redis_client)["recorder"] == (1, 0)
     assert load(redis_client, live.id) is not None and reconcile(redis_client) == 0

@@ -17,10 +17,10 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from webhook_service import create_app
-from workers import keys
-from workers.config import Settings
-from workers.measure import record_agora, record_applied, record_state
-from workers.ratelimit import RateLimiter
+from workers.agora.ratelimit import RateLimiter
+from workers.core import schema
+from workers.core.config import Settings
+from workers.core.measure import record_agora, record_applied, record_state
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 RULES = DEPLOY / "prometheus" / "alerts.yml"
@@ -109,11 +109,11 @@ def test_the_dashboard_is_grafana_json() -> None:
 @pytest.fixture
 def scraped(redis_client: redis.Redis, settings: Settings) -> set[str]:
     """The sample names of a scrape after every kind of measurement was recorded once."""
-    redis_client.zadd(keys.ACTIVE_RECORDINGS, {"rec_a": 1})
+    redis_client.zadd(schema.ACTIVE_RECORDINGS, {"rec_a": 1})
     record_state(redis_client, "rec_a", "uploading", terminal=False, entered=True)
     record_state(redis_client, "rec_b", "failed", terminal=True, entered=True)
     record_agora(redis_client, "start", "ok", 0.2)
-    redis_client.xadd(keys.inbox(0), {"n": "x", "b": b"{}"})
+    redis_client.xadd(schema.inbox(0), {"n": "x", "b": b"{}"})
     record_applied(redis_client, [(b"1-0", {})])
     RateLimiter(redis_client, "app-1", 10).try_take()
     app = create_app(dataclasses.replace(settings, agora_app_id="app-1"))

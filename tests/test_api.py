@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import NCS_SECRET
 from tests.factories import body_of, event, signed_headers
-from workers import keys
+from workers.core import schema
 from workers.jobs import drain_batch
 
 
@@ -31,7 +31,7 @@ def session_with_events(client, redis_client):
             client.post("/webhooks/agora", data=body, headers=signed_headers(body, NCS_SECRET)).status_code
             == 200
         )
-    drain_batch(redis_client, keys.partition_of("api-room"), max_events=100, retention_seconds=60)
+    drain_batch(redis_client, schema.partition_of("api-room"), max_events=100, retention_seconds=60)
 
 
 @pytest.mark.parametrize(

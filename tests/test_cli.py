@@ -13,15 +13,16 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-import workers.notify as notify
+import workers.recordings.notify as notify
 from tests.conftest import NCS_SECRET, with_default_storage
 from tests.emulated import Sink
 from tests.factories import body_of, event, signed_headers
 from tests.test_deadletters import NOTIFY_SECRET, create_recording, exhaust, run_worker, whats
-from workers import deadletters, keys
-from workers.config import Settings, current_settings
+from workers import deadletters
+from workers.core import schema
+from workers.core.config import Settings, current_settings
 from workers.jobs import drain_batch
-from workers.sessions import SessionState, encode_state
+from workers.ncs.reducer import SessionState, encode_state
 
 
 @pytest.fixture
@@ -69,13 +70,13 @@ def live_session(client: FlaskClient, redis_client: redis.Redis, sid: str = "sid
         event(41, sid=sid, sequence=5),
         event(11, sid=sid, sequence=7, details={"exitStatus": 0}),
     ]
-    partition = keys.partition_of("room1")
+    partition = schema.partition_of("room1")
     for index, envelope in enumerate(envelopes):
         send(client, envelope)
         if index % 3 == 2:
             drain_batch(redis_client, partition, max_events=100, retention_seconds=3600)
     drain_batch(redis_client, partition, max_events=100, retention_seconds=3600)
-    state = redis_client.hget(keys.session(sid), "state")
+    state = redis_client.hget(schema.session(sid), "state")
     assert isinstance(state, bytes)
     return state
 
@@ -85,24 +86,24 @@ def test_rebuild_sessions_gives_the_state_the_live_drains_gave(
 ) -> None:
     recording_id = create_recording(client, auth, cname="elsewhere")
     live = live_session(client, redis_client)
-    redis_client.set(keys.recording_of_sid("sid-1"), recording_id)
+    redis_client.set(schema.recording_of_sid("sid-1"), recording_id)
 
     result = acr(app, "rebuild-sessions", "--sid", "sid-1")
     assert result.exit_code == 0, result.output
     assert lines(result.output) == [
         {"sid": "sid-1", "events": 7, "changed": False, "recordingId": recording_id, "status": "exited"}
     ]
-    assert redis_client.hget(keys.session("sid-1"), "state") == live
+    assert redis_client.hget(schema.session("sid-1"), "state") == live
 
     # A bug wrote a wrong state: the rebuild restores what the drains had computed, once.
-    redis_client.hset(keys.session("sid-1"), "state", encode_state(SessionState(sid="sid-1")))
+    redis_client.hset(schema.session("sid-1"), "state", encode_state(SessionState(sid="sid-1")))
     result = acr(app, "rebuild-sessions", "--sid", "sid-1")
     assert result.exit_code == 0, result.output
     assert lines(result.output)[0]["changed"] is True
-    assert redis_client.hget(keys.session("sid-1"), "state") == live
+    assert redis_client.hget(schema.session("sid-1"), "state") == live
     again = acr(app, "rebuild-sessions", "--sid", "sid-1")
     assert lines(again.output)[0]["changed"] is False  # idempotent
-    assert redis_client.hget(keys.session("sid-1"), "state") == live
+    assert redis_client.hget(schema.session("sid-1"), "state") == live
     assert whats(redis_client, recording_id).count("session rebuilt") == 3
 
 
@@ -111,12 +112,12 @@ def test_rebuild_sessions_since_a_time_and_all(
 ) -> None:
     states = {sid: live_session(client, redis_client, sid) for sid in ("sid-a", "sid-b")}
     for sid in states:
-        redis_client.hset(keys.session(sid), "state", encode_state(SessionState(sid=sid)))
+        redis_client.hset(schema.session(sid), "state", encode_state(SessionState(sid=sid)))
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert lines(acr(app, "rebuild-sessions", "--since", future).output) == []
     past = (datetime.now(UTC) - timedelta(hours=1)).replace(tzinfo=None).isoformat()
     assert {r["sid"] for r in lines(acr(app, "rebuild-sessions", "--since", past).output)} == set(states)
-    assert all(redis_client.hget(keys.session(sid), "state") == state for sid, state in states.items())
+    assert all(redis_client.hget(schema.session(sid), "state") == state for sid, state in states.items())
     assert [r["changed"] for r in lines(acr(app, "rebuild-sessions").output)] == [False, False]
 
 
@@ -167,11 +168,11 @@ def test_redeliver_since_sends_what_failed_once(
     result = acr(app, "redeliver", "--since", started.isoformat())
     assert result.exit_code == 0, result.output
     assert [r["webhookId"] for r in lines(result.output)] == [webhook_id]
-    run_worker(redis_client, notify.NOTIFY_QUEUE)
+    run_worker(redis_client, schema.NOTIFY_QUEUE)
     assert len(sink.received) == failed + 1 and sink.received[-1][0]["Webhook-Id"] == webhook_id
     # Delivered now: a second sweep over the same period sends nothing.
     assert (
         lines(acr(app, "redeliver", "--since", started.isoformat()).output)[0]["skipped"] == "delivered since"
     )
-    run_worker(redis_client, notify.NOTIFY_QUEUE)
+    run_worker(redis_client, schema.NOTIFY_QUEUE)
     assert len(sink.received) == failed + 1

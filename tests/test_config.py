@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from workers.config import Settings
-from workers.errors import ConfigError
+from workers.core.config import Settings
+from workers.core.errors import ConfigError
 
 TOKEN = "t1-0123456789abcdef"  # production tokens have at least 16 characters
 BASE = {

@@ -16,10 +16,11 @@ from flask.testing import FlaskClient
 from tests.conftest import API_TOKEN, NCS_SECRET, with_default_storage
 from tests.factories import body_of, event, signed_headers
 from webhook_service import create_app
-from workers import deadletters, keys, measure
-from workers.config import Settings
-from workers.files import FileEntry
+from workers import deadletters
+from workers.core import measure, schema
+from workers.core.config import Settings
 from workers.jobs import drain_batch
+from workers.ncs.files import FileEntry
 from workers.recordings.machine import Desired, SessionOutcome, State
 from workers.recordings.model import AgoraSession, encode
 from workers.recordings.store import RecordingSpec, create_recording, load, peek_commands
@@ -58,9 +59,9 @@ def seed_recording(
         "a_0.ts": FileEntry(name=f"{rid}/a_0.ts", sid=first.sid or "", status="backed_up", source="32"),
         "b.m3u8": FileEntry(name=f"{rid}/b.m3u8", sid=second.sid or "", status="recorded", source="4"),
     }
-    connection.set(keys.recording(rid), encode(recording))
+    connection.set(schema.recording(rid), encode(recording))
     connection.hset(measure.RECORDING_STATES, rid, f"recording {t0 + 66_000}")
-    connection.delete(keys.recording_timeline(rid))
+    connection.delete(schema.recording_timeline(rid))
     entries: list[dict[str, Any]] = [
         {"ts": t0, "kind": "api", "what": "created", "mode": "mix", "cname": cname},
         {"ts": t0 + 900, "kind": "transition", "from": "pending", "to": "starting", "cause": "start requested"},
@@ -75,7 +76,7 @@ def seed_recording(
          "storageConfig": {"secretKey": STORAGE_SECRET}},
         {"ts": t0 + 66_000, "kind": "transition", "from": "starting", "to": "recording", "cause": "query confirmed the session"},
     ]  # fmt: skip
-    connection.rpush(keys.recording_timeline(rid), *[msgspec.json.encode(e) for e in entries])
+    connection.rpush(schema.recording_timeline(rid), *[msgspec.json.encode(e) for e in entries])
     if client is not None:
         for sid, uid, base in ((first.sid, first.uid, t0 + 2000), (second.sid, second.uid, t0 + 64_000)):
             for offset, (kind, name) in enumerate(((40, "recorder_started"), (41, "recorder_joined"))):
@@ -86,7 +87,7 @@ def seed_recording(
                 body = body_of(envelope)
                 answer = client.post("/webhooks/agora", data=body, headers=signed_headers(body, NCS_SECRET))
                 assert answer.status_code == 200, answer.data
-        while drain_batch(connection, keys.partition_of(cname), max_events=50, retention_seconds=3600):
+        while drain_batch(connection, schema.partition_of(cname), max_events=50, retention_seconds=3600):
             pass
     return rid
 
@@ -215,7 +216,7 @@ def test_csrf_less_posts_are_refused_and_change_nothing(
         answer = signed_in.post(f"/dashboard/recordings/{rid}/stop", data=data)
         assert answer.status_code == 403
     assert peek_commands(redis_client, rid) == []
-    assert not redis_client.exists(keys.recording_stop_asked(rid))
+    assert not redis_client.exists(schema.recording_stop_asked(rid))
     entry = deadletters.add(redis_client, "drain_job", "boom", partition=1)
     assert signed_in.post(f"/dashboard/dead-letters/{entry}/retry").status_code == 403
     assert deadletters.get(redis_client, entry).retried is None  # type: ignore[union-attr]
@@ -336,7 +337,7 @@ def test_dead_letters_page_and_retry(signed_in: FlaskClient, redis_client: redis
 def test_notifications_page_and_redeliver(
     signed_in: FlaskClient, redis_client: redis.Redis, settings: Settings
 ) -> None:
-    from workers import notify
+    from workers.recordings import notify
 
     rid = seed_recording(redis_client, settings)
     recording = load(redis_client, rid)
@@ -390,14 +391,14 @@ def test_page_text_is_escaped(signed_in: FlaskClient, redis_client: redis.Redis,
     recording = load(redis_client, rid)
     assert recording is not None
     recording.cname = "<script>x</script>"
-    redis_client.set(keys.recording(rid), encode(recording))
+    redis_client.set(schema.recording(rid), encode(recording))
     text = signed_in.get(f"/dashboard/recordings/{rid}").data.decode()
     assert "<script>x" not in text and "&lt;script&gt;x" in text
     assert "<script>x" not in signed_in.get("/dashboard/").data.decode()
 
 
 def test_secret_key_is_required_in_production_and_never_echoed() -> None:
-    from workers.config import ConfigError
+    from workers.core.config import ConfigError
 
     env = {
         "REDIS_URL": "redis://127.0.0.1:6379/0",

@@ -20,7 +20,7 @@ from werkzeug.serving import make_server
 
 from tests.conftest import API_TOKEN
 from tests.test_dashboard import seed_recording
-from workers.config import Settings
+from workers.core.config import Settings
 from workers.recordings.store import peek_commands
 
 CHROMIUM = "/usr/bin/chromium"

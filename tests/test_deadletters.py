@@ -13,16 +13,18 @@ from flask.testing import FlaskClient
 from rq import Queue
 
 import workers.jobs
-import workers.notify as notify
+import workers.ncs.drain
+import workers.recordings.notify as notify
 from tests.conftest import NCS_SECRET, with_default_storage
 from tests.emulated import Sink
 from tests.factories import body_of, event, signed_headers
-from workers import deadletters, keys
-from workers.config import Settings, current_settings
-from workers.errors import EventError
+from workers import deadletters
+from workers.core import schema
+from workers.core.config import Settings, current_settings
+from workers.core.errors import EventError
+from workers.ncs.store import read_session
 from workers.recordings import runner
 from workers.recordings.store import load, timeline
-from workers.session_store import read_session
 from workers.worker import RecordingWorker
 
 NOTIFY_SECRET = "test-notify-secret-0123456789"
@@ -47,7 +49,7 @@ def worker_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Any:
 
 
 def run_worker(connection: redis.Redis, *queues: str) -> None:
-    RecordingWorker(list(queues) or [keys.NCS_QUEUE, keys.DEFAULT_QUEUE], connection=connection).work(
+    RecordingWorker(list(queues) or [schema.NCS_QUEUE, schema.DEFAULT_QUEUE], connection=connection).work(
         burst=True
     )
 
@@ -80,7 +82,7 @@ def exhaust(connection: redis.Redis, recording_id: str) -> tuple[str, str]:
     recording = load(connection, recording_id)
     assert recording is not None
     webhook_id = notify.queue_notification(connection, "unused", "recording.failed", recording.public())
-    [job] = Queue(notify.NOTIFY_QUEUE, connection=connection).jobs
+    [job] = Queue(schema.NOTIFY_QUEUE, connection=connection).jobs
     body = job.args[1]
     for attempt in range(len(notify.BACKOFF_SECONDS) + 1):  # the first try and every retry, back to back
         assert notify.send_notification(webhook_id, body, attempt) is False
@@ -122,7 +124,7 @@ def test_a_notification_out_of_retries_is_a_dead_letter_and_is_redelivered_once(
         response = client.post(f"/v1/dead-letters/{letter['id']}/retry", headers=auth)
         assert response.status_code == 202, response.json
         assert response.get_json()["retried"]["times"] == 1
-    run_worker(redis_client, notify.NOTIFY_QUEUE)  # also runs the first series' queued job: it stands down
+    run_worker(redis_client, schema.NOTIFY_QUEUE)  # also runs the first series' queued job: it stands down
 
     assert len(sink.received) == attempts + 1  # delivered once
     headers, delivered_body = sink.received[-1]
@@ -142,7 +144,7 @@ def test_a_notification_out_of_retries_is_a_dead_letter_and_is_redelivered_once(
     }
     history = whats(redis_client, recording_id)
     assert "notification redelivery queued" in history and history[-1] == "delivered"
-    run_worker(redis_client, notify.NOTIFY_QUEUE)
+    run_worker(redis_client, schema.NOTIFY_QUEUE)
     assert len(sink.received) == attempts + 1
 
 
@@ -154,31 +156,31 @@ def test_a_failed_drain_job_is_a_dead_letter_and_retry_applies_its_callbacks_onc
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     recording_id = create_recording(client, auth, cname="other")
-    redis_client.set(keys.recording_of_sid("sid-1"), recording_id)
+    redis_client.set(schema.recording_of_sid("sid-1"), recording_id)
     for sequence in range(3):
         send(client, event(43, notice_id=f"n-{sequence}", sequence=sequence))
-    real = workers.jobs.write_updates
+    real = workers.ncs.drain.write_updates
 
     def broken(*args: Any, **kwargs: Any) -> int:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(workers.jobs, "write_updates", broken)
-    run_worker(redis_client, keys.NCS_QUEUE)
+    monkeypatch.setattr(workers.ncs.drain, "write_updates", broken)
+    run_worker(redis_client, schema.NCS_QUEUE)
     assert read_session(redis_client, "sid-1") is None
     [letter] = dead(client, auth, "drain_job")
-    assert letter["partition"] == keys.partition_of("room1")
+    assert letter["partition"] == schema.partition_of("room1")
     assert "RuntimeError: disk on fire" in letter["reason"] and letter["jobId"]
 
-    monkeypatch.setattr(workers.jobs, "write_updates", real)  # the bug is fixed
+    monkeypatch.setattr(workers.ncs.drain, "write_updates", real)  # the bug is fixed
     for times in (1, 2):
         response = client.post(f"/v1/dead-letters/{letter['id']}/retry", headers=auth)
         assert response.status_code == 202, response.json
         assert response.get_json()["retried"]["times"] == times
-        run_worker(redis_client, keys.NCS_QUEUE)
+        run_worker(redis_client, schema.NCS_QUEUE)
         view = read_session(redis_client, "sid-1")
         assert view is not None
         assert [e["noticeId"] for e in view.events] == ["n-0", "n-1", "n-2"]
-        assert redis_client.hget(keys.STATS, "applied") == b"3"  # exactly once, however often retried
+        assert redis_client.hget(schema.STATS, "applied") == b"3"  # exactly once, however often retried
     [kept] = dead(client, auth, "drain_job")
     assert kept["id"] == letter["id"] and kept["retried"]["times"] == 2
     # the first retry re-applied this recording's callbacks; the second found none of them pending
@@ -192,26 +194,26 @@ def test_a_callback_that_could_not_be_parsed_is_accepted_again_after_the_fix(
     worker_env: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = workers.jobs.parse_event
+    real = workers.ncs.drain.parse_event
 
     def picky(raw: bytes, received_ms: int) -> Any:
         if b"n-bad" in raw:
             raise EventError("cannot read this one")
         return real(raw, received_ms)
 
-    monkeypatch.setattr(workers.jobs, "parse_event", picky)
+    monkeypatch.setattr(workers.ncs.drain, "parse_event", picky)
     send(client, event(40, notice_id="n-bad", sequence=1, details={"rtmpUrl": "rtmp://cdn/live/STREAMKEY"}))
     send(client, event(43, notice_id="n-good", sequence=2))
-    run_worker(redis_client, keys.NCS_QUEUE)
+    run_worker(redis_client, schema.NCS_QUEUE)
     [letter] = dead(client, auth, "callback")
     assert letter["noticeId"] == "n-bad" and letter["reason"] == "cannot read this one"
     assert "STREAMKEY" not in str(letter)  # shown redacted
     view = read_session(redis_client, "sid-1")
     assert view is not None and [e["noticeId"] for e in view.events] == ["n-good"]
 
-    monkeypatch.setattr(workers.jobs, "parse_event", real)
+    monkeypatch.setattr(workers.ncs.drain, "parse_event", real)
     assert client.post(f"/v1/dead-letters/{letter['id']}/retry", headers=auth).status_code == 202
-    run_worker(redis_client, keys.NCS_QUEUE)
+    run_worker(redis_client, schema.NCS_QUEUE)
     view = read_session(redis_client, "sid-1")
     assert view is not None and [e["noticeId"] for e in view.events] == ["n-bad", "n-good"]
     assert len(dead(client, auth, "callback")) == 1
@@ -229,13 +231,13 @@ def test_a_failed_step_job_is_a_dead_letter_and_retry_wakes_the_recording(
     def broken(recording_id: str) -> str:
         raise RuntimeError("step bug")
 
-    monkeypatch.setattr(workers.jobs, "advance", broken)
-    run_worker(redis_client, keys.DEFAULT_QUEUE)
+    monkeypatch.setattr(workers.jobs.runner, "advance", broken)
+    run_worker(redis_client, schema.DEFAULT_QUEUE)
     [letter] = dead(client, auth, "step_job")
     assert letter["recordingId"] == recording_id and "step bug" in letter["reason"]
     assert "step job failed" in whats(redis_client, recording_id)
-    redis_client.delete(keys.recording_queued(recording_id))
-    queue = Queue(keys.DEFAULT_QUEUE, connection=redis_client)
+    redis_client.delete(schema.recording_queued(recording_id))
+    queue = Queue(schema.DEFAULT_QUEUE, connection=redis_client)
     assert queue.count == 0
     assert client.post(f"/v1/dead-letters/{letter['id']}/retry", headers=auth).status_code == 202
     assert [job.args for job in queue.jobs] == [(recording_id,)]
@@ -256,8 +258,8 @@ def test_listing_is_newest_first_by_kind_with_a_cursor(
     assert [e["reason"] for e in dead(client, auth, "drain_job")] == ["r3", "r1"]
     last = client.get("/v1/dead-letters?cursor=0-0", headers=auth)
     assert last.status_code == 200 and last.get_json() == {"deadLetters": [], "nextCursor": None}
-    assert redis_client.hget(keys.STATS, "dead_lettered") == b"5"
-    assert redis_client.hget(keys.STATS, "dead_lettered:drain_job") == b"2"
+    assert redis_client.hget(schema.STATS, "dead_lettered") == b"5"
+    assert redis_client.hget(schema.STATS, "dead_lettered:drain_job") == b"2"
 
 
 @pytest.mark.parametrize(

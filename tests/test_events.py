@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.errors import EventError
-from workers.events import Envelope, decode_envelope, parse_event
+from workers.core.errors import EventError
+from workers.ncs.envelope import Envelope, decode_envelope, parse_event
 
 TRANSCODER = {
     "noticeId": "t-1",

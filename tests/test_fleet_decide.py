@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.fake_agora import Driver, FakeAgora, new_recording, request_for
-from workers.ratelimit import MARGIN_MS
+from workers.agora.ratelimit import MARGIN_MS
 from workers.recordings.admission import admission_mark
 from workers.recordings.decide import (
     CAPACITY_BACKOFF,

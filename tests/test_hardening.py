@@ -20,13 +20,13 @@ from rq import Queue
 
 from tests.conftest import NCS_SECRET, with_default_storage
 from tests.factories import body_of, event, signed_headers
-from workers import keys
-from workers.config import Settings
-from workers.errors import EventError
-from workers.events import decode_envelope
+from workers.core import schema
+from workers.core.config import Settings
+from workers.core.errors import EventError
 from workers.jobs import drain_batch
+from workers.ncs.envelope import decode_envelope
+from workers.ncs.store import read_session
 from workers.recordings.store import RecordingSpec, build_request
-from workers.session_store import read_session
 
 DEEP = 1_000  # msgspec gives up (RecursionError) at about this many levels
 
@@ -64,8 +64,8 @@ def post_json(client: FlaskClient, url: str, text: str, auth: dict[str, str]) ->
 
 def nothing_stored(redis_client: redis.Redis) -> bool:
     return (
-        redis_client.zcard(keys.RECORDINGS_INDEX) == 0
-        and Queue(keys.DEFAULT_QUEUE, connection=redis_client).count == 0
+        redis_client.zcard(schema.RECORDINGS_INDEX) == 0
+        and Queue(schema.DEFAULT_QUEUE, connection=redis_client).count == 0
     )
 
 
@@ -110,7 +110,7 @@ def test_deep_json_on_update_and_layout_is_a_400(
         response = post_json(client, f"/v1/recordings/{recording_id}/{kind}", text, auth)
         assert response.status_code == 400, response.get_data(as_text=True)[:300]
         assert response.get_json()["error"]["field"]
-    assert redis_client.llen(keys.recording_commands(recording_id)) == 0
+    assert redis_client.llen(schema.recording_commands(recording_id)) == 0
 
 
 def test_deep_signed_callback_is_a_json_400(client: FlaskClient, redis_client: redis.Redis) -> None:
@@ -182,13 +182,13 @@ def test_poison_callback_is_dead_lettered_and_later_callbacks_are_applied(
 ) -> None:
     """A signed callback nesting ~1,000 levels, stored in the inbox (as the old receiver did), used to kill
     every drain of its partition; now it goes to dead letters and the callbacks after it are applied."""
-    partition = keys.partition_of("room1")
+    partition = schema.partition_of("room1")
     poison = body_of(event(40, notice_id="poison", sid="sid-p")).decode()
     poison = poison.replace('"details":{', '"details":{"x":' + deep_text() + ",")
-    redis_client.xadd(keys.inbox(partition), {"n": "poison", "b": poison.encode()})
+    redis_client.xadd(schema.inbox(partition), {"n": "poison", "b": poison.encode()})
     also_deep = body_of(event(41, notice_id="deep-but-decodable", sid="sid-p")).decode()
     also_deep = also_deep.replace('"details":{', '"details":{"x":' + deep_text(900) + ",")
-    redis_client.xadd(keys.inbox(partition), {"n": "deep-but-decodable", "b": also_deep.encode()})
+    redis_client.xadd(schema.inbox(partition), {"n": "deep-but-decodable", "b": also_deep.encode()})
     for notice_id in ("after-1", "after-2"):
         body = body_of(event(40, notice_id=notice_id, sid="sid-p"))
         assert (
@@ -196,7 +196,7 @@ def test_poison_callback_is_dead_lettered_and_later_callbacks_are_applied(
             == 200
         )
     assert drain_batch(redis_client, partition, max_events=50, retention_seconds=3600) == 4
-    dead = redis_client.xrange(keys.DEAD_LETTERS)
+    dead = redis_client.xrange(schema.DEAD_LETTERS)
     assert [fields[b"b"] for _, fields in dead] == [poison.encode(), also_deep.encode()]
     assert all(b"deep" in fields[b"reason"] for _, fields in dead)
     view = read_session(redis_client, "sid-p")
@@ -208,7 +208,7 @@ def test_a_callback_that_cannot_be_planned_is_dead_lettered(
     client: FlaskClient, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """If applying one event to its session raises, that event is dead-lettered and the others applied."""
-    import workers.session_store as session_store
+    import workers.ncs.store as session_store
 
     real_apply = session_store.apply_event
 
@@ -218,7 +218,7 @@ def test_a_callback_that_cannot_be_planned_is_dead_lettered(
         return real_apply(state, event)
 
     monkeypatch.setattr(session_store, "apply_event", apply_event)
-    partition = keys.partition_of("room1")
+    partition = schema.partition_of("room1")
     for notice_id in ("before", "breaks-planning", "after"):
         body = body_of(event(40, notice_id=notice_id, sid="sid-q"))
         assert (
@@ -226,7 +226,7 @@ def test_a_callback_that_cannot_be_planned_is_dead_lettered(
             == 200
         )
     assert drain_batch(redis_client, partition, max_events=50, retention_seconds=3600) == 3
-    [(_, fields)] = redis_client.xrange(keys.DEAD_LETTERS)
+    [(_, fields)] = redis_client.xrange(schema.DEAD_LETTERS)
     assert b'"breaks-planning"' in fields[b"b"] and b"cannot apply this one" in fields[b"reason"]
     view = read_session(redis_client, "sid-q")
     assert view is not None and [e["noticeId"] for e in view.events] == ["before", "after"]
@@ -242,10 +242,10 @@ def test_recording_ids_with_separators_are_404(
 ) -> None:
     """``<id>:lock`` answered 500 while a worker held the lock, ``<id>:timeline`` a false 503: now 404."""
     recording_id = created(client, auth)
-    redis_client.set(keys.recording_lock(recording_id), "worker-token", px=60_000)
-    redis_client.set(keys.recording_queued(recording_id), "1")
-    redis_client.sadd(keys.recording_found(recording_id), "sid")
-    redis_client.rpush(keys.recording_commands(recording_id), b'{"op":"stop"}')
+    redis_client.set(schema.recording_lock(recording_id), "worker-token", px=60_000)
+    redis_client.set(schema.recording_queued(recording_id), "1")
+    redis_client.sadd(schema.recording_found(recording_id), "sid")
+    redis_client.rpush(schema.recording_commands(recording_id), b'{"op":"stop"}')
     method = client.post if action == "/stop" else client.get
     response = method(f"/v1/recordings/{recording_id}{suffix}{action}", headers=auth)
     assert response.status_code == 404, response.get_data(as_text=True)[:300]
@@ -282,7 +282,7 @@ def test_sids_with_separators_are_404(
     assert (
         client.post("/webhooks/agora", data=body, headers=signed_headers(body, NCS_SECRET)).status_code == 200
     )
-    drain_batch(redis_client, keys.partition_of("room1"), max_events=50, retention_seconds=3600)
+    drain_batch(redis_client, schema.partition_of("room1"), max_events=50, retention_seconds=3600)
     assert client.get(f"/v1/sessions/sid-x{action}", headers=auth).status_code == 200
     response = client.get(f"/v1/sessions/sid-x{suffix}{action}", headers=auth)
     assert response.status_code == 404, response.get_data(as_text=True)[:300]
@@ -422,7 +422,7 @@ def test_update_and_layout_bounds(
         response = client.post(f"/v1/recordings/{recording_id}/{kind}", json=body, headers=auth)
         assert response.status_code == 400, (kind, response.get_data(as_text=True)[:300])
         assert response.get_json()["error"]["field"] == field, response.get_json()
-    assert redis_client.llen(keys.recording_commands(recording_id)) == 0
+    assert redis_client.llen(schema.recording_commands(recording_id)) == 0
 
 
 @pytest.mark.parametrize(
@@ -485,8 +485,8 @@ def test_unexpected_errors_are_json_500_without_traceback(
 ) -> None:
     """A true bug answers a JSON 500 without details (the traceback goes to the log), in Flask and in the
     receiver alike."""
-    import webhook_service.receiver as receiver
-    import webhook_service.recordings_api as recordings_api
+    import webhook_service.api.ncs as receiver
+    import webhook_service.api.recordings as recordings_api
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise ZeroDivisionError("secret detail")
@@ -510,7 +510,7 @@ def test_unexpected_errors_are_json_500_without_traceback(
 def test_every_v1_operation_of_the_document_needs_a_token(client: FlaskClient, auth: dict[str, str]) -> None:
     """Every /v1 operation the document lists answers a JSON 401 with a challenge without a valid token,
     whatever the id (Schemathesis' own ignored_auth check does not run in-process)."""
-    from webhook_service.openapi import DOCUMENT
+    from webhook_service.api.openapi import DOCUMENT
 
     recording_id = created(client, auth)
     for path, operations in DOCUMENT["paths"].items():

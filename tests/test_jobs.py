@@ -10,11 +10,11 @@ import redis
 
 from tests.conftest import NCS_SECRET
 from tests.factories import body_of, event, signed_headers
-from workers import keys
-from workers.config import current_settings
-from workers.inbox import stale_partitions
+from workers.core import schema
+from workers.core.config import current_settings
 from workers.jobs import drain_batch
-from workers.session_store import read_session
+from workers.ncs.inbox import stale_partitions
+from workers.ncs.store import read_session
 from workers.worker import RecordingWorker
 
 
@@ -37,11 +37,11 @@ def send(client, envelope) -> None:
 
 def run_worker(connection: redis.Redis) -> None:
     """A real RQ worker of the class the Procfile names, until the queues are empty."""
-    RecordingWorker([keys.NCS_QUEUE, keys.DEFAULT_QUEUE], connection=connection).work(burst=True)
+    RecordingWorker([schema.NCS_QUEUE, schema.DEFAULT_QUEUE], connection=connection).work(burst=True)
 
 
 def drain(connection: redis.Redis, cname: str = "room1") -> int:
-    return drain_batch(connection, keys.partition_of(cname), max_events=50, retention_seconds=3600)
+    return drain_batch(connection, schema.partition_of(cname), max_events=50, retention_seconds=3600)
 
 
 def notice_ids(connection: redis.Redis, sid: str = "sid-1") -> list[str]:
@@ -58,7 +58,7 @@ def test_rq_worker_runs_the_jobs_the_receiver_queued(client, redis_client, worke
     assert read_session(redis_client, "s-a").state.status == "started"
     assert read_session(redis_client, "s-b").state.status == "recording"
     assert redis_client.llen("rq:queue:ncs") == 0
-    assert redis_client.hget(keys.STATS, "applied") == b"2"
+    assert redis_client.hget(schema.STATS, "applied") == b"2"
     # result_ttl=0: finished drain jobs leave nothing behind
     assert redis_client.keys("rq:job:acr-drain-*") == []
 
@@ -88,7 +88,7 @@ def test_replaying_the_stream_applies_nothing_twice(client, redis_client) -> Non
         send(client, event(43))
     assert drain(redis_client) == 3
     assert drain(redis_client) == 0
-    redis_client.delete(keys.inbox_cursor(keys.partition_of("room1")))
+    redis_client.delete(schema.inbox_cursor(schema.partition_of("room1")))
     assert drain(redis_client) >= 1  # entries still in the stream are read again...
     view = read_session(redis_client, "sid-1")
     assert len(view.events) == 3  # ...but none is applied twice
@@ -113,7 +113,7 @@ def test_concurrent_drains_apply_each_event_once(client, redis_client) -> None:
         envelope = event(43, sid=f"sid-{index % 3}", sequence=index)
         expected.append(envelope["noticeId"])
         send(client, envelope)
-    partition = keys.partition_of("room1")
+    partition = schema.partition_of("room1")
 
     def worker() -> None:
         local = redis.Redis(connection_pool=redis_client.connection_pool)
@@ -129,7 +129,7 @@ def test_concurrent_drains_apply_each_event_once(client, redis_client) -> None:
     for sid in ("sid-0", "sid-1", "sid-2"):
         seen += notice_ids(redis_client, sid)
     assert sorted(seen) == sorted(expected)
-    assert redis_client.hget(keys.STATS, "applied") == b"120"
+    assert redis_client.hget(schema.STATS, "applied") == b"120"
 
 
 def test_timeline_is_capped(client, redis_client) -> None:
@@ -143,11 +143,11 @@ def test_timeline_is_capped(client, redis_client) -> None:
 
 def test_unparsable_entry_goes_to_dead_letters_without_blocking(client, redis_client) -> None:
     """A stored body that no longer parses is dead-lettered with its reason; the rest is applied."""
-    partition = keys.partition_of("room1")
-    redis_client.xadd(keys.inbox(partition), {"n": "bad", "b": b"{broken"})
+    partition = schema.partition_of("room1")
+    redis_client.xadd(schema.inbox(partition), {"n": "bad", "b": b"{broken"})
     send(client, event(40, notice_id="good"))
     drain(redis_client)
-    [(_, fields)] = redis_client.xrange(keys.DEAD_LETTERS)
+    [(_, fields)] = redis_client.xrange(schema.DEAD_LETTERS)
     assert fields[b"b"] == b"{broken" and b"JSON" in fields[b"reason"]
     assert notice_ids(redis_client) == ["good"]
 
@@ -157,8 +157,8 @@ def test_events_without_sid_are_kept_aside(client, redis_client) -> None:
     send(
         client, {"noticeId": "rtc-1", "productId": 1, "eventType": 101, "notifyMs": 1, "payload": {"a": "1"}}
     )
-    drain_batch(redis_client, keys.partition_of(""), max_events=50, retention_seconds=3600)
-    [(_, fields)] = redis_client.xrange(keys.UNROUTED)
+    drain_batch(redis_client, schema.partition_of(""), max_events=50, retention_seconds=3600)
+    [(_, fields)] = redis_client.xrange(schema.UNROUTED)
     assert fields[b"n"] == b"rtc-1"
 
 
@@ -166,11 +166,11 @@ def test_sweep_wakes_a_partition_whose_drain_died(client, redis_client, worker_e
     """An event whose drain job vanished (worker killed) is picked up by the sweep, then applied."""
     send(client, event(40, notice_id="orphan"))
     redis_client.delete("rq:queue:ncs")  # the queued drain is lost; the 'queued' flag still stands
-    partition = keys.partition_of("room1")
+    partition = schema.partition_of("room1")
     assert stale_partitions(redis_client) == []  # fresh: not stale yet
     later = int(time.time() * 1000) + 60_000
     assert stale_partitions(redis_client, now_ms=later) == [partition]
-    worker = RecordingWorker([keys.NCS_QUEUE], connection=redis_client)
+    worker = RecordingWorker([schema.NCS_QUEUE], connection=redis_client)
     assert worker.sweep_inbox() == []
     assert worker.sweep_inbox(now_ms=later) == [partition]
     run_worker(redis_client)
@@ -183,11 +183,11 @@ def test_a_drain_helps_with_other_partitions_backlogs(client, redis_client, work
     from workers.jobs import drain_partition
 
     channels = [f"help-{i}" for i in range(40)]
-    partitions = {keys.partition_of(c) for c in channels}
+    partitions = {schema.partition_of(c) for c in channels}
     assert len(partitions) > 10
     for n, cname in enumerate(channels):
         send(client, event(40, notice_id=f"help-{n}", sid=f"s-help-{n}", cname=cname, sequence=0))
-    applied = drain_partition(keys.partition_of(channels[0]))
+    applied = drain_partition(schema.partition_of(channels[0]))
     assert applied == len(channels)
     assert all(read_session(redis_client, f"s-help-{n}") is not None for n in range(len(channels)))
     assert stale_partitions(redis_client, now_ms=int(time.time() * 1000) + 60_000) == []

@@ -9,7 +9,7 @@ from tests.conftest import NCS_SECRET
 from tests.factories import body_of, event, signed_headers
 from tests.redis_server import RedisServer
 from webhook_service import create_app
-from workers.config import Settings
+from workers.core.config import Settings
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -81,21 +81,21 @@ def scrape(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]],
 def test_accepted_to_applied_histogram_and_oldest_unapplied_age(client: FlaskClient, redis_client) -> None:
     """Before the drain: the partition's oldest unapplied callback has its age; after: the drain's delays
     are in the histogram (count, cumulative buckets, sum) and the age is back to 0."""
-    from workers import keys
+    from workers.core import schema
     from workers.jobs import drain_batch
 
     body = body_of(event(40, notice_id="lat-1"))
     assert (
         client.post("/webhooks/agora", data=body, headers=signed_headers(body, NCS_SECRET)).status_code == 200
     )
-    (partition,) = [p for p in range(keys.PARTITIONS) if redis_client.xlen(keys.inbox(p))]
+    (partition,) = [p for p in range(schema.PARTITIONS) if redis_client.xlen(schema.inbox(p))]
     seconds, _ = redis_client.time()
     # an older callback behind the cursor of another partition: 90 s old, never applied
-    other = (partition + 1) % keys.PARTITIONS
-    redis_client.xadd(keys.inbox(other), {"n": "old", "b": b"{}"}, id=f"{(seconds - 90) * 1000}-0")
+    other = (partition + 1) % schema.PARTITIONS
+    redis_client.xadd(schema.inbox(other), {"n": "old", "b": b"{}"}, id=f"{(seconds - 90) * 1000}-0")
     values = scrape(client)
     ages = by_name(values, "acr_inbox_oldest_age_seconds")
-    assert len(ages) == keys.PARTITIONS
+    assert len(ages) == schema.PARTITIONS
     assert 90 <= ages[f"partition={other}"] < 95
     assert 0 <= ages[f"partition={partition}"] < 5
     assert by_name(values, "acr_callback_apply_seconds_count") == {"": 0}
@@ -115,7 +115,7 @@ def test_a_metrics_write_failure_never_breaks_the_work(private_redis: RedisServe
     """Redis gone: the measurements are dropped without an exception."""
     import redis
 
-    from workers.measure import record_agora, record_applied, record_state
+    from workers.core.measure import record_agora, record_applied, record_state
 
     connection = redis.Redis.from_url(private_redis.url, socket_timeout=0.5)
     private_redis.stop()
@@ -133,7 +133,7 @@ def test_agora_requests_by_endpoint_outcome_and_duration(
 
     from tests.emulated import APP_ID, CUSTOMER_ID, CUSTOMER_SECRET, SCALE, control, make_client
     from workers.agora import AcquireClientRequest, AcquireRequest, AgoraError
-    from workers.measure import record_agora
+    from workers.core.measure import record_agora
     from workers.recordings.runner import Runner
     from workers.recordings.store import RecordingSpec, create_recording, load
 
@@ -182,10 +182,10 @@ def test_agora_requests_by_endpoint_outcome_and_duration(
 def test_recordings_per_state_kept_by_the_steps(client: FlaskClient, redis_client) -> None:
     """States are noted on saves (non-terminal kept, terminal removed and counted); active recordings no step
     saved yet are pending; entries whose recording is no longer active are ignored and removed."""
-    from workers import keys
-    from workers.measure import RECORDING_STATES, record_state
+    from workers.core import schema
+    from workers.core.measure import RECORDING_STATES, record_state
 
-    redis_client.zadd(keys.ACTIVE_RECORDINGS, {"rec_a": 1, "rec_b": 1, "rec_c": 1, "rec_new": 1})
+    redis_client.zadd(schema.ACTIVE_RECORDINGS, {"rec_a": 1, "rec_b": 1, "rec_c": 1, "rec_new": 1})
     record_state(redis_client, "rec_a", "recording", terminal=False, entered=True)
     record_state(redis_client, "rec_b", "recording", terminal=False, entered=True)
     record_state(redis_client, "rec_c", "uploading", terminal=False, entered=True)
@@ -213,7 +213,7 @@ def test_recordings_per_state_kept_by_the_steps(client: FlaskClient, redis_clien
     )
     assert not redis_client.hexists(RECORDING_STATES, "rec_gone")
     record_state(redis_client, "rec_c", "completed", terminal=True, entered=True)
-    redis_client.zrem(keys.ACTIVE_RECORDINGS, "rec_c")
+    redis_client.zrem(schema.ACTIVE_RECORDINGS, "rec_c")
     values = scrape(client)
     assert by_name(values, "acr_recordings_by_state")["state=uploading"] == 0
     assert by_name(values, "acr_recordings_entered_total")["state=completed"] == 1
@@ -228,19 +228,18 @@ def test_dead_letters_notifications_failed_jobs_and_rate_limit(redis_client, set
     from rq import Queue
     from rq.registry import FailedJobRegistry
 
-    from workers import keys
-    from workers.notify import NOTIFY_QUEUE
-    from workers.ratelimit import RateLimiter
+    from workers.agora.ratelimit import RateLimiter
+    from workers.core import schema
 
     app = create_app(dataclasses.replace(settings, agora_app_id="app-1", agora_rate_limit=10))
     for _ in range(3):
-        redis_client.xadd(keys.DEAD_LETTERS, {"reason": "test"})
-    queue = Queue(NOTIFY_QUEUE, connection=redis_client)
-    queue.enqueue("workers.notify.send_notification", "msg_1", "{}", 0)
-    queue.enqueue_in(timedelta(minutes=5), "workers.notify.send_notification", "msg_2", "{}", 1)
-    failed = queue.enqueue("workers.notify.send_notification", "msg_3", "{}", 7)
-    FailedJobRegistry(NOTIFY_QUEUE, connection=redis_client).add(failed, ttl=60)
-    redis_client.hset(keys.STATS, "notifications_exhausted", 2)
+        redis_client.xadd(schema.DEAD_LETTERS, {"reason": "test"})
+    queue = Queue(schema.NOTIFY_QUEUE, connection=redis_client)
+    queue.enqueue("workers.recordings.notify.send_notification", "msg_1", "{}", 0)
+    queue.enqueue_in(timedelta(minutes=5), "workers.recordings.notify.send_notification", "msg_2", "{}", 1)
+    failed = queue.enqueue("workers.recordings.notify.send_notification", "msg_3", "{}", 7)
+    FailedJobRegistry(schema.NOTIFY_QUEUE, connection=redis_client).add(failed, ttl=60)
+    redis_client.hset(schema.STATS, "notifications_exhausted", 2)
     limiter = RateLimiter(redis_client, "app-1", 10)
     for _ in range(4):
         assert limiter.try_take() == 0

@@ -9,7 +9,7 @@ import redis
 
 from tests.emulated import control, make_client, start_emulator
 from workers.agora import AgoraApiError
-from workers.ratelimit import RateLimiter
+from workers.agora.ratelimit import RateLimiter
 
 PROCESSES = 8
 CALLS_EACH = 40

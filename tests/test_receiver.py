@@ -16,8 +16,8 @@ from tests.factories import body_of, event, signed_headers
 from tests.redis_server import RedisServer
 from tests.test_signature import VECTOR_1, VECTOR_2
 from webhook_service import create_app
-from workers import keys
-from workers.config import Settings
+from workers.core import schema
+from workers.core.config import Settings
 
 URL = "/webhooks/agora"
 
@@ -25,13 +25,13 @@ URL = "/webhooks/agora"
 def inbox_entries(client: redis.Redis) -> list[bytes]:
     """Every raw body stored in any inbox partition."""
     bodies = []
-    for partition in range(keys.PARTITIONS):
-        bodies += [fields[b"b"] for _id, fields in client.xrange(keys.inbox(partition))]
+    for partition in range(schema.PARTITIONS):
+        bodies += [fields[b"b"] for _id, fields in client.xrange(schema.inbox(partition))]
     return bodies
 
 
 def queued_jobs(client: redis.Redis) -> list[bytes]:
-    return client.lrange("rq:queue:" + keys.NCS_QUEUE, 0, -1)
+    return client.lrange("rq:queue:" + schema.NCS_QUEUE, 0, -1)
 
 
 def post(client: FlaskClient, body: bytes, **header_options):
@@ -45,11 +45,11 @@ def test_accepts_stores_raw_body_and_queues_one_drain(client, redis_client) -> N
     assert response.status_code == 200
     assert response.json == {"status": "accepted", "noticeId": "n-1"}
     assert inbox_entries(redis_client) == [body]
-    assert redis_client.exists(keys.seen("n-1")) == 1
+    assert redis_client.exists(schema.seen("n-1")) == 1
     [job_id] = queued_jobs(redis_client)
     job = redis_client.hgetall(b"rq:job:" + job_id)
     assert job[b"status"] == b"queued" and job[b"origin"] == b"ncs"
-    assert b"drain NCS inbox partition %d" % keys.partition_of("roomA") == job[b"description"]
+    assert b"drain NCS inbox partition %d" % schema.partition_of("roomA") == job[b"description"]
 
 
 def test_duplicate_answers_200_and_stores_nothing_more(client, redis_client) -> None:
@@ -60,7 +60,7 @@ def test_duplicate_answers_200_and_stores_nothing_more(client, redis_client) -> 
     assert again.status_code == 200 and again.json == {"status": "duplicate", "noticeId": "n-dup"}
     assert len(inbox_entries(redis_client)) == 1
     assert len(queued_jobs(redis_client)) == 1
-    assert redis_client.hget(keys.STATS, "duplicate") == b"1"
+    assert redis_client.hget(schema.STATS, "duplicate") == b"1"
 
 
 def test_one_drain_job_per_partition_while_queued(client, redis_client) -> None:
@@ -198,11 +198,11 @@ def test_concurrent_posts_of_one_event_accept_exactly_once(client, redis_client)
 def test_redis_error_mid_step_leaves_no_dedupe_marker(client, redis_client) -> None:
     """If the store step fails part-way (XADD refused), the answer is 503 and the retry is accepted."""
     envelope = event(40, notice_id="n-broken", cname="broken-room")
-    stream = keys.inbox(keys.partition_of("broken-room"))
+    stream = schema.inbox(schema.partition_of("broken-room"))
     redis_client.set(stream, "not a stream")  # makes XADD fail inside the script
     response = post(client, body_of(envelope))
     assert response.status_code == 503 and response.json["error"]["code"] == "store_unavailable"
-    assert redis_client.exists(keys.seen("n-broken")) == 0
+    assert redis_client.exists(schema.seen("n-broken")) == 0
     redis_client.delete(stream)
     assert post(client, body_of(envelope)).json["status"] == "accepted"
 
@@ -262,8 +262,8 @@ def test_arbitrary_requests_never_500_and_never_store_invalid(
 ) -> None:
     """Whatever arrives, the answer is a 2xx/4xx with JSON, and only valid signed envelopes are stored."""
     from webhook_service.signature import sign
-    from workers.errors import EventError
-    from workers.events import decode_envelope
+    from workers.core.errors import EventError
+    from workers.ncs.envelope import decode_envelope
 
     headers = {}
     if content_type is not None:

@@ -10,14 +10,14 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers import keys
-from workers.config import Settings
-from workers.events import parse_event
-from workers.files import FileEntry, files_from_event, merge_file
-from workers.ratelimit import MARGIN_MS, RateLimiter
+from workers.agora.ratelimit import MARGIN_MS, RateLimiter
+from workers.core import schema
+from workers.core.config import Settings
+from workers.ncs.envelope import parse_event
+from workers.ncs.files import FileEntry, files_from_event, merge_file
+from workers.ncs.reducer import apply_event
 from workers.recordings.model import Recording, decode, encode, recorder_uid
 from workers.recordings.store import trim_listing
-from workers.sessions import apply_event
 
 SID = "sid-prop"
 NAMES = ["a.m3u8", "a_0.mp4", "b.m3u8", "shot.jpg"]
@@ -161,21 +161,21 @@ def test_finished_recordings_expire_and_leave_the_index(
         updated_ms=1,
         state="completed",
     )
-    redis_client.set(keys.recording("rec_done"), encode(recording))
-    redis_client.zadd(keys.ACTIVE_RECORDINGS, {"rec_done": 1})
-    redis_client.zadd(keys.TIMERS, {"rec_done": 1})
+    redis_client.set(schema.recording("rec_done"), encode(recording))
+    redis_client.zadd(schema.ACTIVE_RECORDINGS, {"rec_done": 1})
+    redis_client.zadd(schema.TIMERS, {"rec_done": 1})
     assert runner.advance("rec_done") == "completed"
-    assert 0 < redis_client.ttl(keys.recording("rec_done")) <= settings.session_retention_seconds
-    assert redis_client.zscore(keys.ACTIVE_RECORDINGS, "rec_done") is None
-    assert redis_client.zscore(keys.TIMERS, "rec_done") is None
+    assert 0 < redis_client.ttl(schema.recording("rec_done")) <= settings.session_retention_seconds
+    assert redis_client.zscore(schema.ACTIVE_RECORDINGS, "rec_done") is None
+    assert redis_client.zscore(schema.TIMERS, "rec_done") is None
     now = int(time.time() * 1000)
     old = (now - settings.session_retention_seconds * 1000 - 2 * 86_400_000) * 1000
     redis_client.zadd(
-        keys.RECORDINGS_INDEX, {"rec_ancient": old, "rec_long_running": old + 1, "rec_recent": now * 1000}
+        schema.RECORDINGS_INDEX, {"rec_ancient": old, "rec_long_running": old + 1, "rec_recent": now * 1000}
     )
-    redis_client.set(keys.recording("rec_long_running"), b"{}")  # created long ago, still there
+    redis_client.set(schema.recording("rec_long_running"), b"{}")  # created long ago, still there
     assert trim_listing(redis_client, settings.session_retention_seconds, now) == 1
-    assert redis_client.zrange(keys.RECORDINGS_INDEX, 0, -1) == [b"rec_long_running", b"rec_recent"]
+    assert redis_client.zrange(schema.RECORDINGS_INDEX, 0, -1) == [b"rec_long_running", b"rec_recent"]
 
 
 def test_polls_leave_part_of_the_rate_budget_to_starts_and_stops(redis_client: redis.Redis) -> None:
@@ -204,7 +204,7 @@ def test_a_waiting_stop_makes_starts_yield(redis_client: redis.Redis) -> None:
     # slots free in the order taken; the first start after the wait finds 9 counted at most: it yields
     while busy.try_take("start") == 0:
         pass
-    assert len(redis_client.zrange(keys.rate_limit("app-yield-2"), 0, -1)) <= 9
+    assert len(redis_client.zrange(schema.rate_limit("app-yield-2"), 0, -1)) <= 9
     assert busy.try_take("stop") == 0  # the room left is the stop's
 
 
@@ -220,7 +220,7 @@ def test_a_waiting_start_makes_acquires_yield(redis_client: redis.Redis) -> None
     time.sleep(wait / 1000)
     while busy.try_take("acquire") == 0:
         pass
-    assert len(redis_client.zrange(keys.rate_limit("app-acq-2"), 0, -1)) <= 6
+    assert len(redis_client.zrange(schema.rate_limit("app-acq-2"), 0, -1)) <= 6
     assert [busy.try_take("start") for _ in range(4)] == [0] * 4
 
 
@@ -234,5 +234,5 @@ def test_polls_yield_to_a_waiting_acquire_but_keep_their_floor(redis_client: red
     time.sleep(wait / 1000)
     while limiter.try_take("poll") == 0:
         pass
-    assert len(redis_client.zrange(keys.rate_limit("app-poll"), 0, -1)) == 4
+    assert len(redis_client.zrange(schema.rate_limit("app-poll"), 0, -1)) == 4
     assert limiter.try_take("acquire") == 0

@@ -14,8 +14,8 @@ from rq import Queue
 
 from tests.conftest import with_default_storage
 from webhook_service import create_app
-from workers import keys
-from workers.config import Settings
+from workers.core import schema
+from workers.core.config import Settings
 
 STORAGE_SECRET = "api-test-storage-secret"
 
@@ -47,9 +47,9 @@ def test_create_answers_202_and_queues_the_first_step(
     assert response.headers["Location"] == f"/v1/recordings/{body['id']}"
     masked = {"vendor": 1, "region": 0, "bucket": "bucket", "accessKey": "***", "secretKey": "***"}
     assert body["config"]["storageConfig"] == masked  # keys masked, not removed: one sees they are set
-    jobs = Queue(keys.DEFAULT_QUEUE, connection=redis_client).jobs
+    jobs = Queue(schema.DEFAULT_QUEUE, connection=redis_client).jobs
     assert [(j.func_name, j.args) for j in jobs] == [("workers.jobs.advance_recording", (body["id"],))]
-    stored = redis_client.get(keys.recording(body["id"]))
+    stored = redis_client.get(schema.recording(body["id"]))
     assert stored is not None and STORAGE_SECRET.encode() in stored  # kept server-side to start sessions
 
 
@@ -94,8 +94,8 @@ def test_invalid_requests_name_the_field(
     response = create(client, auth, body)
     assert response.status_code == 400, response.get_json()
     assert response.get_json()["error"]["field"] == field
-    assert redis_client.zcard(keys.RECORDINGS_INDEX) == 0
-    assert Queue(keys.DEFAULT_QUEUE, connection=redis_client).count == 0
+    assert redis_client.zcard(schema.RECORDINGS_INDEX) == 0
+    assert Queue(schema.DEFAULT_QUEUE, connection=redis_client).count == 0
 
 
 def test_no_storage_anywhere_is_a_400(client: FlaskClient, auth: dict[str, str], settings: Settings) -> None:
@@ -121,7 +121,7 @@ def test_idempotency_key_returns_the_same_recording(
     other = create(client, auth, {"cname": "a", "mode": "mix"}, **{"Idempotency-Key": "k-2"})
     assert first.get_json()["id"] == again.get_json()["id"] != other.get_json()["id"]
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert redis_client.zcard(keys.RECORDINGS_INDEX) == 2
+    assert redis_client.zcard(schema.RECORDINGS_INDEX) == 2
 
 
 def test_secrets_never_come_back(client: FlaskClient, auth: dict[str, str]) -> None:
@@ -192,7 +192,7 @@ def test_stop_update_layout_are_commands(
     assert client.post(f"/v1/recordings/{mix}/stop", headers=auth).status_code == 202  # idempotent
     late = client.post(f"/v1/recordings/{mix}/update", json=subscribe, headers=auth)
     assert late.status_code == 202  # the worker has not taken the stop yet; it drops changes after a stop
-    commands = [msgspec.json.decode(c) for c in redis_client.lrange(keys.recording_commands(mix), 0, -1)]
+    commands = [msgspec.json.decode(c) for c in redis_client.lrange(schema.recording_commands(mix), 0, -1)]
     assert [c["op"] for c in commands] == ["layout", "update", "stop", "update"]  # a stop is queued once
     assert commands[0]["body"]["layoutConfig"][0] == {"x_axis": 0, "y_axis": 0, "width": 0.5, "height": 0.5}
 
@@ -239,6 +239,6 @@ def test_pending_changes_are_capped_and_a_stop_is_queued_once(client, auth, redi
         assert client.post(f"/v1/recordings/{recording_id}/stop", headers=auth).status_code == 202
     ops = [
         msgspec.json.decode(c)["op"]
-        for c in redis_client.lrange(keys.recording_commands(recording_id), 0, -1)
+        for c in redis_client.lrange(schema.recording_commands(recording_id), 0, -1)
     ]
     assert ops.count("stop") == 1 and len(ops) == MAX_PENDING_COMMANDS + 1

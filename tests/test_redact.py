@@ -29,16 +29,16 @@ from hypothesis import strategies as st
 from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
-from workers import keys
 from workers.agora.errors import AgoraApiError
 from workers.agora.outcomes import Outcome
-from workers.config import Settings, current_settings
-from workers.logs import configure_logging
-from workers.notify import NOTIFY_QUEUE, notification_body, queue_notification
+from workers.core import schema
+from workers.core.config import Settings, current_settings
+from workers.core.logs import configure_logging
+from workers.core.redact import is_credential_name, redact, redact_text, redact_url
 from workers.recordings.model import Recording, public_config
+from workers.recordings.notify import notification_body, queue_notification
 from workers.recordings.runner import Runner
 from workers.recordings.store import load
-from workers.redact import is_credential_name, redact, redact_text, redact_url
 
 MARK = "Xq9SECRETq9X"  # every planted credential holds this; innocent values never do
 
@@ -487,7 +487,7 @@ def test_get_list_and_notifications_hide_stream_key_salt_and_page_token(
         recording = load(redis_client, created["id"])
         assert recording is not None
         queue_notification(redis_client, "https://app.example/hook", "recording.started", recording.public())
-    bodies = [job.args[1] for job in Queue(NOTIFY_QUEUE, connection=redis_client).jobs]
+    bodies = [job.args[1] for job in Queue(schema.NOTIFY_QUEUE, connection=redis_client).jobs]
     assert len(bodies) == 2
     texts.extend(bodies)
     for secret in (PAGE_TOKEN, STREAM_KEY, SALT, DECRYPT, "AK-GIVEN-1", "SK-GIVEN-1"):
@@ -506,7 +506,7 @@ def test_get_list_and_notifications_hide_stream_key_salt_and_page_token(
         "salt": "***",
     }
     # the stored request stays raw: a step sends it to Agora
-    stored = redis_client.get(keys.recording(web["id"]))
+    stored = redis_client.get(schema.recording(web["id"]))
     assert stored is not None and STREAM_KEY.encode() in stored and PAGE_TOKEN.encode() in stored
 
 
@@ -532,7 +532,7 @@ def test_timeline_entries_written_by_a_step_are_redacted(
     created = _create(client, auth, {"cname": "echo", "mode": "mix", "storage": STORAGE})
     runner_settings = dataclasses.replace(settings, agora_app_id="app", agora_rate_limit=0)
     Runner(redis_client, runner_settings, client=EchoingAgora()).advance(created["id"])
-    raw = b"".join(redis_client.lrange(keys.recording_timeline(created["id"]), 0, -1)).decode()
+    raw = b"".join(redis_client.lrange(schema.recording_timeline(created["id"]), 0, -1)).decode()
     assert "invalid rtmpUrl rtmp://cdn.example/live/***" in raw
     for secret in (STREAM_KEY, PAGE_TOKEN, "SK-GIVEN-1"):
         assert secret not in raw
@@ -585,7 +585,7 @@ def test_a_bad_notify_secret_is_retried_not_crashed(
 ) -> None:
     """Issue 10: with ``NOTIFY_SECRET=whsec_abc`` (start-up refuses it now) every delivery raised outside the
     retry path. A secret that cannot be used is a failed attempt: the next one is scheduled."""
-    import workers.notify as notify
+    import workers.recordings.notify as notify
 
     broken = dataclasses.replace(settings, notify_url="http://127.0.0.1:9/hook", notify_secret="whsec_abc")
     monkeypatch.setattr(notify, "current_settings", lambda: broken)
@@ -595,5 +595,5 @@ def test_a_bad_notify_secret_is_retried_not_crashed(
 
     monkeypatch.setattr(notify, "get_current_job", lambda: Job())
     assert notify.send_notification("msg_1", '{"type":"recording.started"}', 0) is False
-    scheduled = ScheduledJobRegistry(NOTIFY_QUEUE, connection=redis_client)
+    scheduled = ScheduledJobRegistry(schema.NOTIFY_QUEUE, connection=redis_client)
     assert scheduled.count == 1

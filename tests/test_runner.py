@@ -17,7 +17,6 @@ from werkzeug.serving import make_server
 
 from tests.emulated import APP_ID, CUSTOMER_ID, CUSTOMER_SECRET, SCALE, Sink, control, make_client, wait_until
 from webhook_service import create_app
-from workers import keys
 from workers.agora import (
     AcquireClientRequest,
     AcquireRequest,
@@ -26,9 +25,10 @@ from workers.agora import (
     StartRequest,
     from_json_dict,
 )
-from workers.config import Settings
-from workers.inbox import Inbox
+from workers.core import schema
+from workers.core.config import Settings
 from workers.jobs import drain_batch
+from workers.ncs.inbox import Inbox
 from workers.recordings import liveness
 from workers.recordings.machine import SessionOutcome
 from workers.recordings.model import AgoraSession, encode, recorder_uid
@@ -94,7 +94,7 @@ def deliver(connection: redis.Redis, sink: Sink, *, skip: set[str] | None = None
             continue
         cname = envelope["payload"].get("cname") or ""
         inbox.accept(envelope["noticeId"], cname, msgspec.json.encode(envelope))
-        partitions.add(keys.partition_of(cname))
+        partitions.add(schema.partition_of(cname))
     return sum(drain_batch(connection, p, max_events=1000, retention_seconds=3600) for p in partitions)
 
 
@@ -147,13 +147,13 @@ def test_a_step_that_lost_its_lock_writes_nothing_but_a_timeline_entry(
 ) -> None:
     """While acquire was on its way the lock expired and another step took it: the answer is not saved."""
     recording_id = create(redis_client, settings, "fenced")
-    before = redis_client.get(keys.recording(recording_id))
-    lock = keys.recording_lock(recording_id)
+    before = redis_client.get(schema.recording(recording_id))
+    lock = schema.recording_lock(recording_id)
     runner = Runner(
         redis_client, settings, Client(make_client(base), "acquire", lambda: redis_client.set(lock, "x"))
     )
     assert runner.advance(recording_id) == "lost_lock"
-    assert redis_client.get(keys.recording(recording_id)) == before
+    assert redis_client.get(schema.recording(recording_id)) == before
     assert timeline(redis_client, recording_id)[-1]["what"] == "lost the lock: nothing saved"
     assert redis_client.get(lock) == b"x"  # the other holder's lock is left alone
 
@@ -178,13 +178,13 @@ def test_a_stray_task_on_an_old_uid_is_stopped_while_the_recording_goes_on(
     request = from_json_dict(StartClientRequest, rec.request, "clientRequest")
     start = StartRequest(cname="stray", uid=old_uid, client_request=request)
     stray_sid = real.start(str(acquired.resource_id), "mix", start).sid
-    redis_client.sadd(keys.channel_claim("stray", old_uid), recording_id)
+    redis_client.sadd(schema.channel_claim("stray", old_uid), recording_id)
     rec.sessions.insert(0, AgoraSession(resource_id=str(acquired.resource_id), uid=old_uid, acquired_ms=1))
     rec.sessions[0].end(SessionOutcome.NOT_STARTED, 2)
-    redis_client.set(keys.recording(recording_id), encode(rec))
+    redis_client.set(schema.recording(recording_id), encode(rec))
     wait_until(lambda: sink.envelopes(stray_sid))
     deliver(redis_client, sink)
-    assert redis_client.sismember(keys.recording_found(recording_id), stray_sid)
+    assert redis_client.sismember(schema.recording_found(recording_id), stray_sid)
     runner.advance(recording_id)
     after = load(redis_client, recording_id)
     assert after is not None and after.state == "recording" and after.current and after.current.sid == ours
@@ -200,18 +200,18 @@ def test_one_timer_per_recording_claimed_once_and_leased(
     """Creation arms a timer due now; claiming it queues one step and leases it; a step replaces it with the
     time it next needs a look; a claimed timer whose step never ran fires again after the lease."""
     recording_id = create(redis_client, settings, "timers")
-    redis_client.delete(keys.recording_queued(recording_id))  # as if creation's own wake-up was lost
+    redis_client.delete(schema.recording_queued(recording_id))  # as if creation's own wake-up was lost
     redis_client.delete("rq:queue:default")
     assert fire_due(redis_client) == [recording_id]
     assert fire_due(redis_client) == []  # leased, and a step is queued
-    leased = redis_client.zscore(keys.TIMERS, recording_id)
+    leased = redis_client.zscore(schema.TIMERS, recording_id)
     assert leased is not None and leased > redis_client.time()[0] * 1000 + LEASE_MS - 5000
     Runner(redis_client, settings, make_client(base)).advance(recording_id)
     rec = load(redis_client, recording_id)
     assert rec is not None and rec.wake_at_ms is not None
-    assert redis_client.zscore(keys.TIMERS, recording_id) == rec.wake_at_ms
-    assert redis_client.zcard(keys.TIMERS) == 1 and not redis_client.exists(
-        keys.recording_queued(recording_id)
+    assert redis_client.zscore(schema.TIMERS, recording_id) == rec.wake_at_ms
+    assert redis_client.zcard(schema.TIMERS) == 1 and not redis_client.exists(
+        schema.recording_queued(recording_id)
     )
 
 
@@ -251,7 +251,7 @@ def test_concurrent_creates_with_one_idempotency_key_make_one_recording(
         thread.join()
     assert sorted(a.status_code for a in answers) == [202] * 20
     assert len({a.json()["id"] for a in answers}) == 1
-    assert redis_client.zcard(keys.RECORDINGS_INDEX) == 1
+    assert redis_client.zcard(schema.RECORDINGS_INDEX) == 1
     assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in answers) == 19
     other_body = requests.post(
         f"{http_app}/v1/recordings",
@@ -267,7 +267,7 @@ def test_concurrent_creates_with_one_idempotency_key_make_one_recording(
         timeout=10,
     )
     assert other_token.status_code == 202 and other_token.json()["id"] != answers[0].json()["id"]
-    assert redis_client.zcard(keys.RECORDINGS_INDEX) == 2
+    assert redis_client.zcard(schema.RECORDINGS_INDEX) == 2
 
 
 def test_a_lock_left_by_a_dead_worker_is_taken_over_but_a_live_ones_is_not(
@@ -276,14 +276,14 @@ def test_a_lock_left_by_a_dead_worker_is_taken_over_but_a_live_ones_is_not(
     """A step finding the lock of a worker whose heartbeat expired (SIGKILLed) takes it over at once; the lock
     of a live worker (heartbeat present) makes the step end as busy and bring the timer forward."""
     recording_id = create(redis_client, settings, "takeover")
-    lock = keys.recording_lock(recording_id)
+    lock = schema.recording_lock(recording_id)
     runner = Runner(redis_client, settings, make_client(base))
     redis_client.set(lock, "t0|host:1:alive", px=150_000)
-    redis_client.set(keys.worker_alive("host:1:alive"), 1, px=5000)
-    redis_client.zadd(keys.TIMERS, {recording_id: 10**13})
+    redis_client.set(schema.worker_alive("host:1:alive"), 1, px=5000)
+    redis_client.zadd(schema.TIMERS, {recording_id: 10**13})
     assert runner.advance(recording_id) == "busy"
     assert redis_client.get(lock) == b"t0|host:1:alive"
-    assert redis_client.zscore(keys.TIMERS, recording_id) < 10**13  # brought forward, not dropped
+    assert redis_client.zscore(schema.TIMERS, recording_id) < 10**13  # brought forward, not dropped
     redis_client.set(lock, "t1|host:2:killed", px=150_000)  # no heartbeat: its process is gone
     monkeypatch.setattr(liveness, "RESTART_GRACE_MS", 10**12)  # as if Redis had just restarted
     assert runner.advance(recording_id) == "busy"  # heartbeats lost with a restart: no takeover yet
@@ -325,7 +325,7 @@ def test_a_lock_the_step_could_not_release_is_released_once_redis_is_back(
 
     runner._release = redis_away  # type: ignore[assignment]
     runner.advance(recording_id)
-    lock = keys.recording_lock(recording_id)
+    lock = schema.recording_lock(recording_id)
     assert redis_client.exists(lock) and runner_module.UNRELEASED
     runner._release = real_release  # type: ignore[assignment]
     assert runner_module.release_pending(redis_client) == 1
@@ -340,13 +340,13 @@ def test_a_due_recording_whose_queued_job_was_lost_is_queued_again_at_once(
     that still waits in the queue is left alone."""
     waiting = create(redis_client, settings, "waiting")
     lost = create(redis_client, settings, "lost")
-    flag = keys.recording_queued(lost)
+    flag = schema.recording_queued(lost)
     redis_client.delete(f"rq:job:{redis_client.get(flag).decode()}")  # the job vanished with its worker
     assert fire_due(redis_client) == []  # both queued just now: looked at again in 5 s, not after a lease
     for recording_id in (waiting, lost):
-        redis_client.pexpire(keys.recording_queued(recording_id), 50_000)  # queued 10 s ago
-        assert redis_client.zscore(keys.TIMERS, recording_id) < time.time() * 1000 + 6000
-        redis_client.zadd(keys.TIMERS, {recording_id: 0})  # 5 s later
+        redis_client.pexpire(schema.recording_queued(recording_id), 50_000)  # queued 10 s ago
+        assert redis_client.zscore(schema.TIMERS, recording_id) < time.time() * 1000 + 6000
+        redis_client.zadd(schema.TIMERS, {recording_id: 0})  # 5 s later
     assert fire_due(redis_client) == [lost]
     new_job = redis_client.get(flag).decode()
     assert redis_client.hget(f"rq:job:{new_job}", "status") == b"queued"
@@ -361,19 +361,19 @@ def test_a_wake_up_during_a_running_step_is_not_overwritten_by_its_save(
     from workers.recordings.decide import Plan
 
     recording_id = create(redis_client, settings, "poked")
-    lock = keys.recording_lock(recording_id)
+    lock = schema.recording_lock(recording_id)
     token = "t0|host:1:alive"
     redis_client.set(lock, token, px=150_000)
-    redis_client.set(keys.worker_alive("host:1:alive"), 1, px=5000)
+    redis_client.set(schema.worker_alive("host:1:alive"), 1, px=5000)
     runner = Runner(redis_client, settings, make_client(base))
     assert runner.advance(recording_id) == "busy"  # the wake-up that came while the step ran
     rec = load(redis_client, recording_id)
     assert rec is not None
     now = runner.clock()
     runner.save(rec, Plan(wake_at=now + 120_000), token, 0)  # the running step planned its next poll
-    assert redis_client.zscore(keys.TIMERS, recording_id) <= now + 2_500
+    assert redis_client.zscore(schema.TIMERS, recording_id) <= now + 2_500
     runner.save(rec, Plan(wake_at=now + 120_000), token, 0)  # the mark is used once
-    assert redis_client.zscore(keys.TIMERS, recording_id) == now + 120_000
+    assert redis_client.zscore(schema.TIMERS, recording_id) == now + 120_000
 
 
 def test_a_task_on_a_channel_and_uid_two_recordings_used_reaches_both(redis_client: redis.Redis) -> None:
@@ -381,10 +381,10 @@ def test_a_task_on_a_channel_and_uid_two_recordings_used_reaches_both(redis_clie
     and each decides whether the task can be its own (the later claim does not hide the earlier one)."""
     from workers.recordings.routing import Seen, wake_recordings
 
-    redis_client.sadd(keys.channel_claim("shared", "42"), "rec_a", "rec_b")
+    redis_client.sadd(schema.channel_claim("shared", "42"), "rec_a", "rec_b")
     assert wake_recordings(redis_client, [Seen(sid="s1", cname="shared", uids=frozenset({"42"}))]) == 2
     for recording_id in ("rec_a", "rec_b"):
-        assert redis_client.smembers(keys.recording_found(recording_id)) == {b"s1"}
+        assert redis_client.smembers(schema.recording_found(recording_id)) == {b"s1"}
 
 
 def test_a_notification_decided_by_a_save_survives_a_worker_dying_before_it_is_queued(
@@ -394,7 +394,6 @@ def test_a_notification_decided_by_a_save_survives_a_worker_dying_before_it_is_q
     the worker dies before queuing it, the next step queues it, with the webhook-id the timeline shows."""
     from rq import Queue
 
-    from workers.notify import NOTIFY_QUEUE
     from workers.recordings.runner import Runner as RunnerClass
 
     settings = dataclasses.replace(
@@ -409,12 +408,12 @@ def test_a_notification_decided_by_a_save_survives_a_worker_dying_before_it_is_q
     monkeypatch.setattr(RunnerClass, "send_outbox", dies)
     with pytest.raises(Killed):
         wait_until(lambda: runner.advance(recording_id) == "recording", timeout=5, interval=0.05)
-    assert redis_client.llen(keys.recording_outbox(recording_id)) == 1
-    assert Queue(NOTIFY_QUEUE, connection=redis_client).count == 0
+    assert redis_client.llen(schema.recording_outbox(recording_id)) == 1
+    assert Queue(schema.NOTIFY_QUEUE, connection=redis_client).count == 0
     monkeypatch.undo()
-    redis_client.delete(keys.recording_lock(recording_id))  # the dead worker's lock
+    redis_client.delete(schema.recording_lock(recording_id))  # the dead worker's lock
     Runner(redis_client, settings, make_client(base)).advance(recording_id)
-    (job,) = Queue(NOTIFY_QUEUE, connection=redis_client).jobs
+    (job,) = Queue(schema.NOTIFY_QUEUE, connection=redis_client).jobs
     noted = [e for e in timeline(redis_client, recording_id) if e["kind"] == "notification"]
     assert [e["type"] for e in noted] == ["recording.started"] and job.args[0] == noted[0]["webhookId"]
-    assert redis_client.llen(keys.recording_outbox(recording_id)) == 0
+    assert redis_client.llen(schema.recording_outbox(recording_id)) == 0

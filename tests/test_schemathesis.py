@@ -31,8 +31,8 @@ from schemathesis.engine import Status, events, from_schema
 
 from tests.conftest import API_TOKEN, NCS_SECRET, with_default_storage
 from tests.factories import body_of, event, signed_headers
-from workers import keys
-from workers.config import Settings
+from workers.core import schema
+from workers.core.config import Settings
 from workers.jobs import drain_batch
 
 SEED = 20_261_202
@@ -119,7 +119,7 @@ def real_ids(client: FlaskClient, redis_client: redis.Redis, auth: dict[str, str
             client.post("/webhooks/agora", data=body, headers=signed_headers(body, NCS_SECRET)).status_code
             == 200
         )
-    drain_batch(redis_client, keys.partition_of("fuzz"), max_events=100, retention_seconds=3600)
+    drain_batch(redis_client, schema.partition_of("fuzz"), max_events=100, retention_seconds=3600)
     return {"mix": mix, "web": web, "sid": "fuzzsid0123456789abcdef01234567"}
 
 

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.factories import body_of, event
-from workers.events import NcsEvent, parse_event
-from workers.sessions import SessionState, apply_event, timeline_member
+from workers.ncs.envelope import NcsEvent, parse_event
+from workers.ncs.reducer import SessionState, apply_event, timeline_member
 
 
 def ncs(event_type: int, **kwargs) -> NcsEvent:

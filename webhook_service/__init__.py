@@ -7,23 +7,14 @@ import logging
 import redis
 from flask import Flask
 
-from webhook_service import (
-    cli,
-    dashboard,
-    deadletters_api,
-    health,
-    http_errors,
-    metrics,
-    openapi,
-    recordings_api,
-    sessions_api,
-)
-from webhook_service.receiver import NcsReceiver
+from webhook_service import cli, dashboard, http_errors
+from webhook_service.api import deadletters, health, metrics, openapi, recordings, sessions
+from webhook_service.api.ncs import NcsReceiver
 from webhook_service.services import EXTENSION_KEY, Services
-from workers.config import Settings
-from workers.errors import StoreUnavailableError
-from workers.inbox import Inbox, install_drain_templates
-from workers.logs import configure_logging
+from workers.core.config import Settings
+from workers.core.errors import StoreUnavailableError
+from workers.core.logs import configure_logging
+from workers.ncs.inbox import Inbox, install_drain_templates
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +47,11 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     http_errors.init_app(app)
     app.register_blueprint(health.bp)
-    app.register_blueprint(sessions_api.bp)
-    app.register_blueprint(recordings_api.bp)
+    app.register_blueprint(sessions.bp)
+    app.register_blueprint(recordings.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(metrics.bp)
-    app.register_blueprint(deadletters_api.bp)
+    app.register_blueprint(deadletters.bp)
     dashboard.init_app(app)
     cli.init_app(app)
     app.wsgi_app = NcsReceiver(  # type: ignore[method-assign]

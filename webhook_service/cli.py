@@ -20,9 +20,10 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from webhook_service.deadletters_api import retry_dead_letter
+from webhook_service.api.deadletters import retry_dead_letter
 from webhook_service.services import get_services
-from workers import deadletters, notify
+from workers import deadletters
+from workers.recordings import notify
 
 acr = AppGroup("acr", help="Operations: dead letters, retries, notification redelivery, session rebuilds.")
 

@@ -32,8 +32,8 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from workers.config import DEV_API_TOKEN, DEV_NCS_SECRET
-from workers.redact import redact_url
+from workers.core.config import DEV_API_TOKEN, DEV_NCS_SECRET
+from workers.core.redact import redact_url
 
 BIND_HOST = "127.0.0.1"  # never 0.0.0.0: the development defaults are public knowledge
 EMULATOR = {

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import redis
 from flask import current_app
 
-from workers.config import Settings
-from workers.inbox import Inbox
+from workers.core.config import Settings
+from workers.ncs.inbox import Inbox
 
 EXTENSION_KEY = "agora_recording"
 

@@ -1,6 +1,6 @@
 """Dead letters: everything that failed for good, in one capped Redis stream, and how each is retried.
 
-The stream :data:`~workers.keys.DEAD_LETTERS` (``acr:dead``, at most :data:`MAXLEN` entries, the oldest go
+The stream :data:`~workers.core.schema.DEAD_LETTERS` (``acr:dead``, at most :data:`MAXLEN` entries, the oldest go
 first) holds one entry per failure, with ``kind``, ``reason``, ``at`` (ms) and what a retry needs, never a
 secret (reasons are redacted; notification bodies were redacted before they were built):
 
@@ -21,7 +21,7 @@ and how often), trimmed with the stream. Every retry, redelivery and session reb
 affected recording's timeline (:func:`append_timeline`).
 
 ``rebuild_session`` re-applies a session's stored callbacks with the pure reducer
-(:func:`workers.sessions.apply_event`) and writes the state only if it differs: idempotent, and the same state
+(:func:`workers.ncs.reducer.apply_event`) and writes the state only if it differs: idempotent, and the same state
 as the live drains reached (the reducer is commutative and idempotent), as long as no callback was trimmed
 over ``SESSION_MAX_EVENTS``.
 """
@@ -39,21 +39,21 @@ from typing import Any, cast
 import msgspec
 import redis
 
-from workers import keys
-from workers.errors import EventError
-from workers.events import decode_envelope, parse_event
-from workers.inbox import Inbox
-from workers.inbox import wake as wake_partition
+from workers.core import schema
+from workers.core.errors import EventError
+from workers.core.redact import redact, redact_text
+from workers.ncs.envelope import decode_envelope, parse_event
+from workers.ncs.inbox import Inbox
+from workers.ncs.inbox import wake as wake_partition
+from workers.ncs.reducer import SessionState, apply_event, encode_state, notice_id_of
 from workers.recordings.timers import wake as wake_recording
-from workers.redact import redact, redact_text
-from workers.sessions import SessionState, apply_event, encode_state, notice_id_of
 
 log = logging.getLogger(__name__)
 
 KINDS = ("callback", "drain_job", "step_job", "notification")
 MAXLEN = 10_000
 #: entry id -> JSON {"atMs", "times"}: when a dead letter was last retried, and how often.
-RETRIED = f"{keys.PREFIX}:dead:retried"
+RETRIED = f"{schema.PREFIX}:dead:retried"
 #: Dead-letter ids are stream ids; anything else is unknown (404) and never reaches Redis.
 ENTRY_ID = re.compile(r"[0-9]{1,15}-[0-9]{1,10}")
 #: The same cap as the orchestration's saves (``workers.recordings.runner.TIMELINE_CAP``; a test compares).
@@ -65,9 +65,6 @@ MAX_LIST_SCAN = 1000
 #: A retried drain job names the recordings of at most this many pending callbacks on their timelines.
 MAX_PENDING_LOOKED_AT = 1000
 
-DRAIN_FUNCTION = "workers.jobs.drain_partition"
-STEP_FUNCTION = "workers.jobs.advance_recording"
-NOTIFY_FUNCTION = "workers.notify.send_notification"
 
 _RECORDING_ID = re.compile(r"rec_[0-9a-f]{20}")
 _SID = re.compile(r"(?:task:)?[A-Za-z0-9_-]{1,128}")
@@ -103,7 +100,7 @@ def append_timeline(connection: redis.Redis, recording_id: str, entry: dict[str,
     entry = {"ts": now_ms(), **entry}
     return bool(
         connection.register_script(_TIMELINE_LUA)(
-            keys=[keys.recording(recording_id), keys.recording_timeline(recording_id)],
+            keys=[schema.recording(recording_id), schema.recording_timeline(recording_id)],
             args=[msgspec.json.encode(redact(entry)), TIMELINE_CAP],
         )
     )
@@ -119,9 +116,9 @@ def add(connection: redis.Redis, kind: str, reason: str, **fields: str | int | f
         **fields,
     }
     pipe = connection.pipeline(transaction=True)
-    pipe.xadd(keys.DEAD_LETTERS, entry, maxlen=MAXLEN)
-    pipe.hincrby(keys.STATS, "dead_lettered", 1)
-    pipe.hincrby(keys.STATS, f"dead_lettered:{kind}", 1)
+    pipe.xadd(schema.DEAD_LETTERS, entry, maxlen=MAXLEN)
+    pipe.hincrby(schema.STATS, "dead_lettered", 1)
+    pipe.hincrby(schema.STATS, f"dead_lettered:{kind}", 1)
     entry_id = cast(bytes, pipe.execute()[0])
     return entry_id.decode()
 
@@ -136,15 +133,15 @@ def exception_reason(exc_info: tuple[Any, ...]) -> str:
 def record_job_failure(connection: redis.Redis, job: Any, *exc_info: Any) -> str | None:
     """Dead-letter a failed RQ job of ours (drain, step, notification); others are left to RQ. Never raises."""
     try:
-        function = job.func_name
+        function = schema.OLD_JOB_PATHS.get(job.func_name, job.func_name)
         args = tuple(job.args or ())
     except Exception:  # noqa: BLE001 (a job that cannot be deserialised is not ours to judge)
         return None
     reason = "job failed: " + exception_reason(exc_info)
     try:
-        if function == DRAIN_FUNCTION and args and isinstance(args[0], int):
+        if function == schema.JOB_DRAIN and args and isinstance(args[0], int):
             return add(connection, "drain_job", reason, partition=args[0], job=job.id)
-        if function == STEP_FUNCTION and args and isinstance(args[0], str):
+        if function == schema.JOB_STEP and args and isinstance(args[0], str):
             entry_id = add(connection, "step_job", reason, recording=args[0], job=job.id)
             append_timeline(
                 connection,
@@ -152,8 +149,8 @@ def record_job_failure(connection: redis.Redis, job: Any, *exc_info: Any) -> str
                 {"kind": "dead_letter", "what": "step job failed", "deadLetter": entry_id, "reason": reason},
             )
             return entry_id
-        if function == NOTIFY_FUNCTION and len(args) >= 2 and isinstance(args[0], str):
-            from workers.notify import dead_letter_fields
+        if function == schema.JOB_NOTIFY and len(args) >= 2 and isinstance(args[0], str):
+            from workers.recordings.notify import dead_letter_fields
 
             return add(connection, "notification", reason, **dead_letter_fields(args[0], str(args[1])))
     except redis.RedisError as exc:
@@ -246,7 +243,7 @@ def get(connection: redis.Redis, entry_id: str) -> DeadLetter | None:
     if not ENTRY_ID.fullmatch(entry_id):
         return None
     found = cast(
-        list[tuple[bytes, dict[bytes, bytes]]], connection.xrange(keys.DEAD_LETTERS, entry_id, entry_id)
+        list[tuple[bytes, dict[bytes, bytes]]], connection.xrange(schema.DEAD_LETTERS, entry_id, entry_id)
     )
     if not found:
         return None
@@ -267,7 +264,7 @@ def list_entries(
     while True:
         batch = cast(
             list[tuple[bytes, dict[bytes, bytes]]],
-            connection.xrevrange(keys.DEAD_LETTERS, max=upper, min="-", count=100),
+            connection.xrevrange(schema.DEAD_LETTERS, max=upper, min="-", count=100),
         )
         if not batch:
             return found, None
@@ -290,7 +287,7 @@ def since(connection: redis.Redis, since_ms: int, kind: str | None = None) -> It
     while True:
         batch = cast(
             list[tuple[bytes, dict[bytes, bytes]]],
-            connection.xrange(keys.DEAD_LETTERS, min=lower, max="+", count=200),
+            connection.xrange(schema.DEAD_LETTERS, min=lower, max="+", count=200),
         )
         if not batch:
             return
@@ -327,26 +324,26 @@ def retry(
             envelope = decode_envelope(raw)
         except EventError as exc:
             raise NotRetryableError(f"the stored body is not an NCS envelope: {exc}") from None
-        connection.delete(keys.seen(envelope.notice_id))  # the door remembers it; let it in once more
+        connection.delete(schema.seen(envelope.notice_id))  # the door remembers it; let it in once more
         inbox.accept(envelope.notice_id, envelope.routing_key(), raw)
         sid = envelope.payload.get("sid")
         recordings = _recordings_of_sids(connection, [sid] if isinstance(sid, str) else [])
         what = {"noticeId": envelope.notice_id}
     elif entry.kind == "drain_job":
         partition = entry.number("partition")
-        if partition is None or not 0 <= partition < keys.PARTITIONS:
+        if partition is None or not 0 <= partition < schema.PARTITIONS:
             raise NotRetryableError("the dead letter names no inbox partition")
         recordings = _recordings_of_sids(connection, _pending_sids(connection, partition))
         wake_partition(connection, partition)
         what = {"partition": partition}
     elif entry.kind == "step_job":
         recording_id = entry.text("recording") or ""
-        if not _RECORDING_ID.fullmatch(recording_id) or not connection.exists(keys.recording(recording_id)):
+        if not _RECORDING_ID.fullmatch(recording_id) or not connection.exists(schema.recording(recording_id)):
             raise NotRetryableError(f"recording {recording_id!r} is gone")
         wake_recording(connection, recording_id)
         recordings = [recording_id]
     elif entry.kind == "notification":
-        from workers.notify import redeliver
+        from workers.recordings.notify import redeliver
 
         webhook_id = entry.text("webhookId") or ""
         record = redeliver(
@@ -383,7 +380,7 @@ def _mark_retried(connection: redis.Redis, entry: DeadLetter) -> dict[str, Any]:
     mark = {"atMs": now_ms(), "times": (entry.retried or {}).get("times", 0) + 1}
     connection.hset(RETRIED, entry.id, msgspec.json.encode(mark))
     if int(connection.hlen(RETRIED)) > MAXLEN:  # drop the marks of entries the stream trimmed away
-        oldest = cast(list[tuple[bytes, Any]], connection.xrange(keys.DEAD_LETTERS, count=1))
+        oldest = cast(list[tuple[bytes, Any]], connection.xrange(schema.DEAD_LETTERS, count=1))
         if oldest:
             first = _stream_id(oldest[0][0].decode())
             gone = [k for k in cast(list[bytes], connection.hkeys(RETRIED)) if _stream_id(k.decode()) < first]
@@ -399,11 +396,11 @@ def _stream_id(text: str) -> tuple[int, int]:
 
 def _pending_sids(connection: redis.Redis, partition: int) -> list[str]:
     """Sids of the callbacks a partition has not applied yet (at most :data:`MAX_PENDING_LOOKED_AT`)."""
-    cursor = connection.get(keys.inbox_cursor(partition))
+    cursor = connection.get(schema.inbox_cursor(partition))
     start = "-" if not isinstance(cursor, bytes) else "(" + cursor.decode()
     entries = cast(
         list[tuple[bytes, dict[bytes, bytes]]],
-        connection.xrange(keys.inbox(partition), min=start, count=MAX_PENDING_LOOKED_AT),
+        connection.xrange(schema.inbox(partition), min=start, count=MAX_PENDING_LOOKED_AT),
     )
     sids: list[str] = []
     for _, fields in entries:
@@ -420,7 +417,7 @@ def _recordings_of_sids(connection: redis.Redis, sids: Iterable[str]) -> list[st
     valid = [s for s in sids if _SID.fullmatch(s)]
     if not valid:
         return []
-    owners = cast(list[bytes | None], connection.mget([keys.recording_of_sid(s) for s in valid]))
+    owners = cast(list[bytes | None], connection.mget([schema.recording_of_sid(s) for s in valid]))
     return sorted({o.decode() for o in owners if isinstance(o, bytes)})
 
 
@@ -456,17 +453,17 @@ def rebuild_session(connection: redis.Redis, sid: str) -> Rebuilt | None:
     read again, so it never overwrites what the drain wrote."""
     if not _SID.fullmatch(sid):
         return None
-    watched = (keys.session(sid), keys.session_order(sid), keys.session_events(sid))
+    watched = (schema.session(sid), schema.session_order(sid), schema.session_events(sid))
     while True:
         with connection.pipeline() as pipe:
             try:
                 pipe.watch(*watched)  # type: ignore[no-untyped-call]
-                held = cast(bytes | None, pipe.hget(keys.session(sid), "state"))
+                held = cast(bytes | None, pipe.hget(schema.session(sid), "state"))
                 if held is None:
                     return None
-                members = cast(list[bytes], pipe.zrange(keys.session_order(sid), 0, -1))
+                members = cast(list[bytes], pipe.zrange(schema.session_order(sid), 0, -1))
                 ids = [notice_id_of(m.decode()) for m in members]
-                values = cast(list[bytes | None], pipe.hmget(keys.session_events(sid), ids)) if ids else []
+                values = cast(list[bytes | None], pipe.hmget(schema.session_events(sid), ids)) if ids else []
                 state: SessionState | None = None
                 count = 0
                 for value in values:
@@ -481,7 +478,7 @@ def rebuild_session(connection: redis.Redis, sid: str) -> Rebuilt | None:
                 changed = state is not None and encode_state(state) != held
                 pipe.multi()
                 if changed and state is not None:
-                    pipe.hset(keys.session(sid), "state", encode_state(state))
+                    pipe.hset(schema.session(sid), "state", encode_state(state))
                 pipe.execute()
             except redis.WatchError:
                 continue
@@ -511,7 +508,7 @@ def sessions_since(connection: redis.Redis, since_ms: int | None) -> Iterator[st
     while True:
         batch = cast(
             list[bytes],
-            connection.zrangebyscore(keys.SESSIONS_INDEX, lower, "+inf", start=offset, num=500),
+            connection.zrangebyscore(schema.SESSIONS_INDEX, lower, "+inf", start=offset, num=500),
         )
         yield from (member.decode() for member in batch)
         if len(batch) < 500:

@@ -1,9 +1,8 @@
-"""The previous release queued steps as ``workers.orchestrator.advance``; jobs already queued under that
-name still run. New steps are queued as ``workers.jobs.advance_recording`` (see :mod:`workers.recordings`).
-"""
+"""Alias, kept for one release: the release before last queued steps as ``workers.orchestrator.advance``.
+New steps are queued as :data:`workers.core.schema.JOB_STEP`."""
 
 from __future__ import annotations
 
-from workers.recordings.runner import advance
+from workers.jobs import advance_recording as advance
 
 __all__ = ["advance"]

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import logging
 
-from workers import keys
-from workers.config import current_settings
-from workers.logs import configure_logging
-from workers.notify import NOTIFY_QUEUE
+from workers.core import schema
+from workers.core.config import current_settings
+from workers.core.logs import configure_logging
 
 _settings = current_settings()
 configure_logging(_settings.log_level)
 logging.getLogger(__name__).info("worker settings loaded", extra={"settings": repr(_settings)})
 
 REDIS_URL = _settings.redis_url
-QUEUES = [keys.NCS_QUEUE, keys.DEFAULT_QUEUE, NOTIFY_QUEUE]
+QUEUES = list(schema.QUEUES)

@@ -19,9 +19,9 @@ from typing import Any
 import redis
 from rq.worker import SimpleWorker
 
-from workers.config import current_settings
+from workers.core.config import current_settings
 from workers.deadletters import record_job_failure
-from workers.inbox import install_drain_templates, stale_partitions, wake
+from workers.ncs.inbox import install_drain_templates, stale_partitions, wake
 from workers.recordings.admission import reconcile
 from workers.recordings.runner import UNRELEASED, release_pending
 from workers.recordings.store import trim_listing, trim_sessions_index

@@ -8,7 +8,7 @@
   compared in constant time; a POST without it is refused with 403 and changes nothing.
 * Pages: recordings (counts per state, filtered and paginated listing, refreshing itself), one recording
   (sessions, files, the timeline drawn as SVG, every event), dead letters, notifications, system.
-* Everything shown that could carry a credential goes through :func:`workers.redact.redact`.
+* Everything shown that could carry a credential goes through :func:`workers.core.redact.redact`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from werkzeug.exceptions import HTTPException
 
 from webhook_service.dashboard import views
 from webhook_service.services import EXTENSION_KEY, Services, get_services
-from workers.config import Settings
+from workers.core.config import Settings
 
 log = logging.getLogger(__name__)
 

@@ -12,17 +12,19 @@ import msgspec
 import redis
 from rq import Worker
 
+from webhook_service.api.deadletters import redeliver_notification, retry_dead_letter
+from webhook_service.api.metrics import QUEUES, RedisCollector
+from webhook_service.api.recordings import RECORDING_ID
 from webhook_service.dashboard.timeline import draw
-from webhook_service.deadletters_api import redeliver_notification, retry_dead_letter
-from webhook_service.metrics import QUEUES, RedisCollector
-from webhook_service.recordings_api import RECORDING_ID
 from webhook_service.services import Services
-from workers import deadletters, keys, notify
+from workers import deadletters
+from workers.core import schema
+from workers.core.redact import redact
+from workers.ncs.store import read_session
+from workers.recordings import notify
 from workers.recordings.machine import TERMINAL, State
 from workers.recordings.model import Recording
 from workers.recordings.store import MAX_CNAME_CHARS, list_recordings, load, send_command, timeline
-from workers.redact import redact
-from workers.session_store import read_session
 
 PAGE_SIZE = 50
 _CURSOR = re.compile(r"[0-9]{1,19}")
@@ -214,7 +216,7 @@ def recording_page(services: Services, recording_id: str) -> dict[str, Any] | No
     return {
         "rec": public,
         "terminal": recording.terminal,
-        "stop_asked": bool(services.redis.exists(keys.recording_stop_asked(recording.id))),
+        "stop_asked": bool(services.redis.exists(schema.recording_stop_asked(recording.id))),
         "row": row(recording, now),
         "sessions": sessions,
         "files": [{**f, "sliceStart": iso(f.get("sliceStartTime"))} for f in public["files"]],

@@ -29,8 +29,8 @@ from workers.agora.bodies import (
 )
 from workers.agora.client import AgoraClient
 from workers.agora.errors import AgoraError
-from workers.config import Settings
-from workers.errors import ConfigError
+from workers.core.config import Settings
+from workers.core.errors import ConfigError
 
 
 def demo(args: argparse.Namespace) -> int:

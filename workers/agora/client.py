@@ -35,8 +35,8 @@ from workers.agora.errors import AgoraApiError, AgoraRequestError, AgoraTranspor
 from workers.agora.outcomes import Outcome, classify
 from workers.agora.responses import Answer, RecordingReport, as_str
 from workers.agora.transport import HostPlan, Timeout, is_dns_failure, process_session
-from workers.config import Settings
-from workers.events import as_int
+from workers.core.coerce import as_int
+from workers.core.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class AgoraClient:
         #: Called right before a request's first attempt leaves (the rate limit checks its slot is fresh).
         self.before_send: Callable[[], None] | None = None
         #: Told of every request sent (endpoint, outcome or "transport_error", seconds), for the metrics; set by
-        #: the orchestration (:func:`workers.measure.record_agora`). Its failures never reach the call.
+        #: the orchestration (:func:`workers.core.measure.record_agora`). Its failures never reach the call.
         self.observe: Callable[[str, str, float], None] | None = None
 
     def __repr__(self) -> str:

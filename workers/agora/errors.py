@@ -12,7 +12,7 @@ the endpoint, the field name and the host.
 from __future__ import annotations
 
 from workers.agora.outcomes import Outcome
-from workers.errors import ServiceError
+from workers.core.errors import ServiceError
 
 
 class AgoraError(ServiceError):

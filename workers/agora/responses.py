@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.events import as_int
+from workers.core.coerce import as_int
 
 RUNNING_STATUSES = (4, 5)
 

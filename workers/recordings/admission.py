@@ -27,9 +27,9 @@ from typing import cast
 
 import redis
 
-from workers import keys
 from workers.agora.bodies import Mode
-from workers.config import Settings
+from workers.core import schema
+from workers.core.config import Settings
 from workers.recordings.machine import Desired
 from workers.recordings.model import Priority, Recording
 
@@ -120,10 +120,10 @@ def admit(connection: redis.Redis, rec: Recording, slots: int) -> int:
     return int(
         connection.register_script(ADMIT_LUA)(
             keys=[
-                keys.admission_queue(klass),
-                keys.admission_holders(klass),
-                keys.ADMISSION_SEQUENCE,
-                keys.admission_agora_full(klass),
+                schema.admission_queue(klass),
+                schema.admission_holders(klass),
+                schema.ADMISSION_SEQUENCE,
+                schema.admission_agora_full(klass),
             ],
             args=[rec.id, slots, 1 if holds else 0, queue_score(rec.priority, 0)],
         )
@@ -141,7 +141,7 @@ def admission_mark(rec: Recording) -> int:
 
 def position(connection: redis.Redis, rec: Recording) -> int | None:
     """A queued recording's 1-based place in its class's queue, for the API (None when not queued)."""
-    rank = connection.zrank(keys.admission_queue(capacity_class(rec.mode)), rec.id)
+    rank = connection.zrank(schema.admission_queue(capacity_class(rec.mode)), rec.id)
     return None if rank is None else int(cast(int, rank)) + 1
 
 
@@ -150,8 +150,8 @@ def usage(connection: redis.Redis) -> dict[str, tuple[int, int]]:
     pipe = connection.pipeline(transaction=False)
     classes = ("recorder", "web")
     for klass in classes:
-        pipe.scard(keys.admission_holders(klass))
-        pipe.zcard(keys.admission_queue(klass))
+        pipe.scard(schema.admission_holders(klass))
+        pipe.zcard(schema.admission_queue(klass))
     found = pipe.execute()
     return {klass: (int(found[2 * i]), int(found[2 * i + 1])) for i, klass in enumerate(classes)}
 
@@ -162,16 +162,16 @@ def reconcile(connection: redis.Redis, batch: int = 500) -> int:
     catches what such a save never did. Reads the active index only; returns how many were dropped."""
     dropped = 0
     for klass in ("recorder", "web"):
-        queue_key = keys.admission_queue(klass)
+        queue_key = schema.admission_queue(klass)
         queued = [m.decode() for m in cast(list[bytes], connection.zrange(queue_key, 0, batch - 1))]
-        for key in (keys.admission_holders(klass), keys.admission_agora_full(klass), queue_key):
+        for key in (schema.admission_holders(klass), schema.admission_agora_full(klass), queue_key):
             if key == queue_key:
                 ids = queued
             else:
                 ids = [m.decode() for m in cast(list[bytes], connection.srandmember(key, batch) or [])]
             if not ids:
                 continue
-            scores = connection.zmscore(keys.ACTIVE_RECORDINGS, ids)
+            scores = connection.zmscore(schema.ACTIVE_RECORDINGS, ids)
             stale = [i for i, score in zip(ids, scores, strict=True) if score is None]
             if stale:
                 (connection.zrem if key == queue_key else connection.srem)(key, *stale)

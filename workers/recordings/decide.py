@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workers.agora import AgoraApiError, AgoraError, AgoraRequestError, Outcome, RecordingReport
-from workers.files import FileEntry, merge_file
-from workers.ratelimit import MARGIN_MS, POLL_SHARE
+from workers.agora.ratelimit import MARGIN_MS, POLL_SHARE
+from workers.ncs.files import FileEntry, merge_file
 from workers.recordings.machine import TERMINAL, Cause, Desired, SessionOutcome, State, edge
 from workers.recordings.model import AgoraSession, Recording, recorder_uid
 
@@ -983,7 +983,7 @@ def with_onhold(request: dict[str, Any], onhold: bool) -> dict[str, Any]:
 
 def poll_interval(active: int, per_second: float) -> tuple[float, bool]:
     """The routine poll interval for a fleet of ``active`` recordings sharing ``per_second`` Agora requests:
-    polls use at most :data:`~workers.ratelimit.POLL_SHARE` of the budget (the rest stays free for starts,
+    polls use at most :data:`~workers.agora.ratelimit.POLL_SHARE` of the budget (the rest stays free for starts,
     stops and changes). Never below POLL_EVERY; capped at POLL_EVERY_MAX, and then ``True``: the fleet is too
     large for its App ID's budget to watch every session as often as the HA window wants (on /metrics)."""
     budget = per_second * POLL_SHARE * 1000 / (1000 + MARGIN_MS) if per_second > 0 else 0.0

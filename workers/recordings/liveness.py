@@ -18,7 +18,7 @@ import threading
 
 import redis
 
-from workers import keys
+from workers.core import schema
 
 ALIVE_TTL_MS = 3000
 #: No lock is taken over until Redis has been up this long (heartbeats lost with a restart beat again).
@@ -59,7 +59,7 @@ def keep_alive(connection: redis.Redis) -> str:
     with _lock:
         if pid in _beating and _beating[pid].is_alive():
             return holder
-        key = keys.worker_alive(holder)
+        key = schema.worker_alive(holder)
         pool_kwargs = connection.connection_pool.connection_kwargs
         beat_connection = redis.Redis(connection_pool=redis.ConnectionPool(**pool_kwargs))
 
@@ -90,7 +90,7 @@ def take_over_if_dead(connection: redis.Redis, lock: str, value: str, ttl_ms: in
     if held is None:
         return bool(connection.set(lock, value, nx=True, px=ttl_ms))
     holder = holder_of(held)
-    if holder and connection.exists(keys.worker_alive(holder)):
+    if holder and connection.exists(schema.worker_alive(holder)):
         return False
     # Just after a Redis restart every heartbeat key may have expired while its worker lives on: wait until
     # the live ones had time to beat again.

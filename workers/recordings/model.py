@@ -15,9 +15,9 @@ from typing import Any, Literal
 import msgspec
 
 from workers.agora.bodies import Mode
-from workers.files import FileEntry
+from workers.core.redact import redact
+from workers.ncs.files import FileEntry
 from workers.recordings.machine import TERMINAL, Desired, SessionOutcome, State
-from workers.redact import redact
 
 Priority = Literal["high", "normal"]
 PRIORITIES: tuple[Priority, ...] = ("high", "normal")
@@ -193,7 +193,7 @@ class Recording(msgspec.Struct, kw_only=True):
 
 
 def public_config(value: Any) -> Any:
-    """A request as the API and notifications show it: redacted by rule (:mod:`workers.redact`), same shape,
+    """A request as the API and notifications show it: redacted by rule (:mod:`workers.core.redact`), same shape,
     every credential-like field ``"***"``, URLs without userinfo, query, fragment or RTMP stream key."""
     return redact(value)
 

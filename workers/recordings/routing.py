@@ -9,23 +9,14 @@ start): the sid is added to the recording's ``found`` set, and its next step ado
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import redis
 
-from workers import keys
+from workers.core import schema
+from workers.ncs.drain import Seen
 from workers.recordings.timers import wake
 
 FOUND_TTL_SECONDS = 30 * 24 * 3600
-
-
-@dataclass(frozen=True)
-class Seen:
-    """A session that just got callbacks: its sid, channel and the recorder uids they carry."""
-
-    sid: str
-    cname: str | None
-    uids: frozenset[str]
 
 
 def wake_recordings(connection: redis.Redis, seen: Iterable[Seen]) -> int:
@@ -33,7 +24,7 @@ def wake_recordings(connection: redis.Redis, seen: Iterable[Seen]) -> int:
     seen = list(seen)
     if not seen:
         return 0
-    owners = connection.mget([keys.recording_of_sid(s.sid) for s in seen])
+    owners = connection.mget([schema.recording_of_sid(s.sid) for s in seen])
     woken: set[str] = set()
     for item, owner in zip(seen, owners, strict=True):
         if isinstance(owner, bytes):
@@ -43,11 +34,11 @@ def wake_recordings(connection: redis.Redis, seen: Iterable[Seen]) -> int:
             continue
         pipe = connection.pipeline(transaction=False)
         for uid in sorted(item.uids):
-            pipe.smembers(keys.channel_claim(item.cname, uid))
+            pipe.smembers(schema.channel_claim(item.cname, uid))
         claimants = sorted({m.decode() for members in pipe.execute() for m in members})
         for claimant in claimants:
-            connection.sadd(keys.recording_found(claimant), item.sid)
-            connection.expire(keys.recording_found(claimant), FOUND_TTL_SECONDS)
+            connection.sadd(schema.recording_found(claimant), item.sid)
+            connection.expire(schema.recording_found(claimant), FOUND_TTL_SECONDS)
             woken.add(claimant)
     for recording_id in sorted(woken):
         wake(connection, recording_id)

@@ -29,7 +29,6 @@ import msgspec
 import redis
 from rq import get_current_job
 
-from workers import keys
 from workers.agora import (
     AcquireClientRequest,
     AcquireRequest,
@@ -44,11 +43,14 @@ from workers.agora import (
     UpdateRequest,
     from_json_dict,
 )
-from workers.config import Settings, current_settings
-from workers.events import as_int
-from workers.measure import record_agora, record_state
-from workers.notify import queue_notification
-from workers.ratelimit import RateLimiter
+from workers.agora.ratelimit import RateLimiter
+from workers.core import schema
+from workers.core.coerce import as_int
+from workers.core.config import Settings, current_settings
+from workers.core.measure import record_agora, record_state
+from workers.core.redact import redact
+from workers.ncs.reducer import SessionState
+from workers.ncs.store import read_states
 from workers.recordings.admission import (
     ADMISSION_SAVE_LUA,
     admission_mark,
@@ -71,6 +73,7 @@ from workers.recordings.decide import (
 from workers.recordings.liveness import keep_alive, take_over_if_dead
 from workers.recordings.machine import Desired, SessionOutcome
 from workers.recordings.model import Recording, encode
+from workers.recordings.notify import queue_notification
 from workers.recordings.store import load, peek_commands
 from workers.recordings.timers import (
     LOCK_TTL_MS,
@@ -79,9 +82,6 @@ from workers.recordings.timers import (
     record_max,
     soon,
 )
-from workers.redact import redact
-from workers.session_store import read_states
-from workers.sessions import SessionState
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ class Runner:
             self.client.observe = lambda endpoint, outcome, seconds: record_agora(
                 connection, endpoint, outcome, seconds
             )
-        # The state the step found, and the one last noted for /metrics (workers.measure.record_state).
+        # The state the step found, and the one last noted for /metrics (workers.core.measure.record_state).
         self._loaded_state: str | None = None
         self._noted_state: str | None = None
         # Redis's clock, as the timers use it: a worker whose own clock is off neither spins nor runs late.
@@ -235,18 +235,18 @@ class Runner:
 
     def advance(self, recording_id: str) -> str:
         """One step for a recording; returns its state afterwards (or busy / unknown / lost_lock)."""
-        self.redis.delete(keys.recording_queued(recording_id))
+        self.redis.delete(schema.recording_queued(recording_id))
         self._loaded_state = self._noted_state = None
         token = f"{secrets.token_hex(8)}|{keep_alive(self.redis)}"
-        lock = keys.recording_lock(recording_id)
+        lock = schema.recording_lock(recording_id)
         taken = bool(self.redis.set(lock, token, nx=True, px=LOCK_TTL_MS))
         if not taken and take_over_if_dead(self.redis, lock, token, LOCK_TTL_MS):
             taken = True
             log.warning("lock of a dead worker taken over", extra={"recording_id": recording_id})
         if not taken:
             # Another step runs: it may have read the evidence before what woke us; look again soon.
-            self.redis.set(keys.recording_poked(recording_id), 1, px=LOCK_TTL_MS)
-            if self.redis.zscore(keys.TIMERS, recording_id) is not None:
+            self.redis.set(schema.recording_poked(recording_id), 1, px=LOCK_TTL_MS)
+            if self.redis.zscore(schema.TIMERS, recording_id) is not None:
                 soon(self.redis, recording_id, BUSY_RETRY_MS)
             return "busy"
         started = time.monotonic()
@@ -258,7 +258,7 @@ class Runner:
             raise
         except LostLockError:
             self.redis.rpush(
-                keys.recording_timeline(recording_id),
+                schema.recording_timeline(recording_id),
                 msgspec.json.encode(
                     {"ts": self.clock(), "kind": "decision", "what": "lost the lock: nothing saved"}
                 ),
@@ -277,13 +277,13 @@ class Runner:
                 UNRELEASED.append((lock, token, recording_id))
 
     def _run(self, recording_id: str, token: str) -> str:
-        if self.settings.notify_url and self.redis.llen(keys.recording_outbox(recording_id)):
+        if self.settings.notify_url and self.redis.llen(schema.recording_outbox(recording_id)):
             self.send_outbox(recording_id)  # what a worker that died right after its save did not send
         for calls in range(MAX_CALLS_PER_STEP + 1):
             now = self.clock()
             rec = load(self.redis, recording_id)
             if rec is None:
-                self.redis.zrem(keys.TIMERS, recording_id)
+                self.redis.zrem(schema.TIMERS, recording_id)
                 return "unknown"
             if self._loaded_state is None:
                 self._loaded_state = rec.state
@@ -327,7 +327,7 @@ class Runner:
         place = 0
         if rec.holds_capacity and rec.desired != Desired.STOPPED:
             place = admit(self.redis, rec, slots_for(self.settings, rec.mode))
-        active = int(self.redis.zcard(keys.ACTIVE_RECORDINGS))
+        active = int(self.redis.zcard(schema.ACTIVE_RECORDINGS))
         # the budget is per real second; the rules' seconds last `scale` real seconds
         interval, _capped = poll_interval(active, self.settings.agora_rate_limit * self.timing.scale)
         return place, interval
@@ -342,7 +342,7 @@ class Runner:
 
     @staticmethod
     def _tier(rec: Recording, call: Call) -> str:
-        """The call's priority in the rate budget (:data:`~workers.ratelimit.TIERS`): stops first, then starts
+        """The call's priority in the rate budget (:data:`~workers.agora.ratelimit.TIERS`): stops first, then starts
         and the queries that confirm a start or follow up a 404 (they decide whether a session died), then
         acquires, then changes, then routine polls of confirmed sessions."""
         if call.endpoint in ("stop", "acquire", "start"):
@@ -354,14 +354,14 @@ class Runner:
         return "poll" if routine else "start"
 
     def _extend_lock(self, recording_id: str, token: str) -> None:
-        if not self._extend(keys=[keys.recording_lock(recording_id)], args=[token, LOCK_TTL_MS]):
+        if not self._extend(keys=[schema.recording_lock(recording_id)], args=[token, LOCK_TTL_MS]):
             raise LostLockError(recording_id)
 
     # -- evidence ------------------------------------------------------------------------------------------
 
     def evidence(self, rec: Recording) -> Evidence:
         """The callbacks of the recording's sessions, and of tasks found on its channel and uids."""
-        found = {m.decode() for m in cast(set[bytes], self.redis.smembers(keys.recording_found(rec.id)))}
+        found = {m.decode() for m in cast(set[bytes], self.redis.smembers(schema.recording_found(rec.id)))}
         known = {s.sid for s in rec.sessions if s.sid}
         strays = sorted(found - known)
         wanted = strays if rec.terminal else sorted(known) + strays
@@ -441,7 +441,7 @@ class Runner:
             due = None
         rec.wake_at_ms = due
         retention = self.settings.session_retention_seconds
-        sid_keys = [keys.recording_of_sid(sid) for sid in plan.owned_sids]
+        sid_keys = [schema.recording_of_sid(sid) for sid in plan.owned_sids]
         # Notifications go out through an outbox written with the save: a worker dying right after the
         # save cannot lose one (the next step sends what is left, with the same webhook-id).
         outbox: list[bytes] = []
@@ -452,20 +452,20 @@ class Runner:
                 plan.notes.append(
                     {"ts": rec.updated_ms, "kind": "notification", "type": kind, "webhookId": message_id}
                 )
-        claim_keys = [keys.channel_claim(rec.cname, uid) for uid in plan.claims]
+        claim_keys = [schema.channel_claim(rec.cname, uid) for uid in plan.claims]
         ok = self._save(
             keys=[
-                keys.recording_lock(rec.id),
-                keys.recording(rec.id),
-                keys.recording_timeline(rec.id),
-                keys.TIMERS,
-                keys.ACTIVE_RECORDINGS,
-                keys.recording_commands(rec.id),
-                keys.recording_poked(rec.id),
-                keys.recording_outbox(rec.id),
-                keys.admission_queue(capacity_class(rec.mode)),
-                keys.admission_holders(capacity_class(rec.mode)),
-                keys.admission_agora_full(capacity_class(rec.mode)),
+                schema.recording_lock(rec.id),
+                schema.recording(rec.id),
+                schema.recording_timeline(rec.id),
+                schema.TIMERS,
+                schema.ACTIVE_RECORDINGS,
+                schema.recording_commands(rec.id),
+                schema.recording_poked(rec.id),
+                schema.recording_outbox(rec.id),
+                schema.admission_queue(capacity_class(rec.mode)),
+                schema.admission_holders(capacity_class(rec.mode)),
+                schema.admission_agora_full(capacity_class(rec.mode)),
                 *sid_keys,
                 *claim_keys,
             ],
@@ -505,7 +505,7 @@ class Runner:
 
     def send_outbox(self, recording_id: str) -> int:
         """Queue the notifications the recording's saves left in its outbox; returns how many."""
-        key = keys.recording_outbox(recording_id)
+        key = schema.recording_outbox(recording_id)
         sent = 0
         for raw in cast(list[bytes], self.redis.lrange(key, 0, -1)):
             entry = msgspec.json.decode(raw)

@@ -20,7 +20,6 @@ from typing import Annotated, Any, cast
 import msgspec
 import redis
 
-from workers import keys
 from workers.agora import (
     AgoraRequestError,
     StartClientRequest,
@@ -29,7 +28,8 @@ from workers.agora import (
     from_json_dict,
 )
 from workers.agora.bodies import MODES, Mode, check_cname, check_uid, storage_from_settings
-from workers.config import Settings
+from workers.core import schema
+from workers.core.config import Settings
 from workers.recordings.admission import capacity_class, queue_score
 from workers.recordings.model import PRIORITIES, Recording, decode, encode, new_id
 from workers.recordings.timers import wake
@@ -281,7 +281,7 @@ def fingerprint(spec: RecordingSpec) -> str:
 
 def idempotency_key(scope: str, key: str) -> str:
     """The Redis key of an ``Idempotency-Key`` as used by one API token (keys never cross tokens)."""
-    return keys.idempotency(hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()[:40])
+    return schema.idempotency(hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()[:40])
 
 
 def create_recording(
@@ -319,13 +319,13 @@ def create_recording(
             connection.register_script(CREATE_LUA)(
                 keys=[
                     idempotency_key(scope, idempotency) if idempotency else "",
-                    keys.recording(recording_id),
-                    keys.recording_timeline(recording_id),
-                    keys.RECORDINGS_INDEX,
-                    keys.ACTIVE_RECORDINGS,
-                    keys.TIMERS,
-                    keys.admission_queue(capacity_class(recording.mode)),
-                    keys.ADMISSION_SEQUENCE,
+                    schema.recording(recording_id),
+                    schema.recording_timeline(recording_id),
+                    schema.RECORDINGS_INDEX,
+                    schema.ACTIVE_RECORDINGS,
+                    schema.TIMERS,
+                    schema.admission_queue(capacity_class(recording.mode)),
+                    schema.ADMISSION_SEQUENCE,
                 ],
                 args=[
                     recording_id,
@@ -353,7 +353,7 @@ def create_recording(
 
 def load(connection: redis.Redis, recording_id: str) -> Recording | None:
     """A recording, or None."""
-    raw = connection.get(keys.recording(recording_id))
+    raw = connection.get(schema.recording(recording_id))
     return decode(raw) if isinstance(raw, bytes) else None
 
 
@@ -380,11 +380,15 @@ class TooManyCommandsError(Exception):
 def send_command(connection: redis.Redis, recording_id: str, command: dict[str, Any]) -> None:
     """Append a command for the recording and wake it to apply it. A stop is appended once (repeated stops
     add nothing); other commands raise TooManyCommandsError beyond MAX_PENDING_COMMANDS waiting."""
-    commands = keys.recording_commands(recording_id)
+    commands = schema.recording_commands(recording_id)
     entry = msgspec.json.encode({"ts": int(time.time() * 1000), "kind": "api", "what": command["op"]})
     if command["op"] == "stop":  # the flag and the command in one step: a stop is never half-queued
         connection.register_script(QUEUE_STOP_LUA)(
-            keys=[keys.recording_stop_asked(recording_id), commands, keys.recording_timeline(recording_id)],
+            keys=[
+                schema.recording_stop_asked(recording_id),
+                commands,
+                schema.recording_timeline(recording_id),
+            ],
             args=[msgspec.json.encode(command), STOP_ASKED_TTL, entry],
         )
     else:
@@ -392,7 +396,7 @@ def send_command(connection: redis.Redis, recording_id: str, command: dict[str, 
             raise TooManyCommandsError(recording_id)
         pipe = connection.pipeline(transaction=True)
         pipe.rpush(commands, msgspec.json.encode(command))
-        pipe.rpush(keys.recording_timeline(recording_id), entry)
+        pipe.rpush(schema.recording_timeline(recording_id), entry)
         pipe.execute()
     wake(connection, recording_id)
 
@@ -420,7 +424,7 @@ def check_change(recording: Recording, kind: str, body: Any) -> dict[str, Any]:
 
 def peek_commands(connection: redis.Redis, recording_id: str) -> list[dict[str, Any]]:
     """Every waiting command, oldest first, left in place until the save that applied them drops them."""
-    raw = cast(list[bytes], connection.lrange(keys.recording_commands(recording_id), 0, -1))
+    raw = cast(list[bytes], connection.lrange(schema.recording_commands(recording_id), 0, -1))
     return [msgspec.json.decode(item) for item in raw]
 
 
@@ -436,13 +440,13 @@ def list_recordings(
         batch = cast(
             list[tuple[bytes, float]],
             connection.zrevrangebyscore(
-                keys.RECORDINGS_INDEX, upper, "-inf", start=0, num=100, withscores=True
+                schema.RECORDINGS_INDEX, upper, "-inf", start=0, num=100, withscores=True
             ),
         )
         if not batch:
             return found, None
         documents = cast(
-            list[bytes | None], connection.mget([keys.recording(member.decode()) for member, _ in batch])
+            list[bytes | None], connection.mget([schema.recording(member.decode()) for member, _ in batch])
         )
         for (_member, score), raw in zip(batch, documents, strict=True):
             scanned += 1
@@ -464,7 +468,8 @@ def list_recordings(
 def timeline(connection: redis.Redis, recording_id: str) -> list[dict[str, Any]]:
     """API calls, Agora calls and transitions, oldest first."""
     return [
-        msgspec.json.decode(item) for item in connection.lrange(keys.recording_timeline(recording_id), 0, -1)
+        msgspec.json.decode(item)
+        for item in connection.lrange(schema.recording_timeline(recording_id), 0, -1)
     ]
 
 
@@ -477,16 +482,16 @@ def trim_listing(
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     older_than = (now_ms - retention_seconds * 1000) * 1000
     candidates = cast(
-        list[bytes], connection.zrangebyscore(keys.RECORDINGS_INDEX, "-inf", older_than, start=0, num=batch)
+        list[bytes], connection.zrangebyscore(schema.RECORDINGS_INDEX, "-inf", older_than, start=0, num=batch)
     )
     if not candidates:
         return 0
     pipe = connection.pipeline(transaction=False)
     for member in candidates:
-        pipe.exists(keys.recording(member.decode()))
+        pipe.exists(schema.recording(member.decode()))
     gone = [m for m, exists in zip(candidates, pipe.execute(), strict=True) if not exists]
     if gone:
-        connection.zrem(keys.RECORDINGS_INDEX, *gone)
+        connection.zrem(schema.RECORDINGS_INDEX, *gone)
     return len(gone)
 
 
@@ -494,4 +499,4 @@ def trim_sessions_index(connection: redis.Redis, retention_seconds: int, now_ms:
     """Drop sessions from ``acr:sessions`` whose last callback is older than the retention (their keys have
     expired with it)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    return int(connection.zremrangebyscore(keys.SESSIONS_INDEX, "-inf", now_ms - retention_seconds * 1000))
+    return int(connection.zremrangebyscore(schema.SESSIONS_INDEX, "-inf", now_ms - retention_seconds * 1000))

@@ -3,7 +3,7 @@
 RQ's own scheduler runs in one process that holds a lock; when that process is killed or loses Redis, delayed
 jobs wait until another worker takes the lock over (a minute or more). Recordings do not depend on it:
 
-* every non-terminal recording has exactly one entry in the :data:`~workers.keys.TIMERS` sorted set (its id,
+* every non-terminal recording has exactly one entry in the :data:`~workers.core.schema.TIMERS` sorted set (its id,
   scored with the due time in ms). Each step replaces it, in the same atomic save, with the time it next
   needs a look (:mod:`workers.recordings.store`), so wake-ups never stack;
 * every worker claims due timers twice a second (:func:`fire_due`): one script moves each due entry a lease
@@ -27,12 +27,11 @@ import redis
 from rq import Queue
 from rq.job import Job
 
-from workers import keys
+from workers.core import schema
 
 log = logging.getLogger(__name__)
 
 #: The step job, by the dotted name stored in Redis (``workers.jobs`` is the one module of job functions).
-ADVANCE = "workers.jobs.advance_recording"
 
 #: A claimed timer fires again after this long if its step never ran (job lost, worker killed).
 LEASE_MS = 60_000
@@ -91,8 +90,8 @@ return 0
 
 def enqueue_step(connection: redis.Redis, recording_id: str, job_id: str | None = None) -> None:
     """Queue one step job (callers hold the recording's "queued" flag, which names the job)."""
-    Queue(keys.DEFAULT_QUEUE, connection=connection).enqueue(
-        ADVANCE,
+    Queue(schema.DEFAULT_QUEUE, connection=connection).enqueue(
+        schema.JOB_STEP,
         recording_id,
         job_id=job_id,
         job_timeout=STEP_JOB_TIMEOUT,
@@ -108,7 +107,7 @@ def _job_id() -> str:
 def wake(connection: redis.Redis, recording_id: str) -> bool:
     """Queue a step for the recording now, unless one is queued already; True if one was queued."""
     job_id = _job_id()
-    if not connection.set(keys.recording_queued(recording_id), job_id, nx=True, px=QUEUED_TTL_MS):
+    if not connection.set(schema.recording_queued(recording_id), job_id, nx=True, px=QUEUED_TTL_MS):
         return False
     enqueue_step(connection, recording_id, job_id)
     return True
@@ -117,11 +116,11 @@ def wake(connection: redis.Redis, recording_id: str) -> bool:
 def fire_due(connection: redis.Redis, limit: int = CLAIM_BATCH) -> list[str]:
     """Claim every due timer (up to ``limit``) and queue a step for each recording not queued already, or
     whose queued job was lost."""
-    prefix, _, suffix = keys.recording_queued("\0").partition("\0")
+    prefix, _, suffix = schema.recording_queued("\0").partition("\0")
     claimed, held = cast(
         list[list[bytes]],
         connection.register_script(CLAIM_LUA)(
-            keys=[keys.TIMERS, keys.STATS],
+            keys=[schema.TIMERS, schema.STATS],
             args=[limit, LEASE_MS, prefix, suffix, QUEUED_TTL_MS, RECHECK_MS],
         ),
     )
@@ -129,7 +128,7 @@ def fire_due(connection: redis.Redis, limit: int = CLAIM_BATCH) -> list[str]:
     lost = _lost_jobs(connection, [i.decode() for i in held])
     for recording_id in fired + lost:
         job_id = _job_id()
-        connection.set(keys.recording_queued(recording_id), job_id, px=QUEUED_TTL_MS)
+        connection.set(schema.recording_queued(recording_id), job_id, px=QUEUED_TTL_MS)
         enqueue_step(connection, recording_id, job_id)
     if lost:
         log.warning("lost step jobs queued again", extra={"count": len(lost)})
@@ -146,8 +145,8 @@ def _lost_jobs(connection: redis.Redis, recording_ids: list[str]) -> list[str]:
         return []
     pipe = connection.pipeline(transaction=False)
     for recording_id in recording_ids:
-        pipe.get(keys.recording_queued(recording_id))
-        pipe.pttl(keys.recording_queued(recording_id))
+        pipe.get(schema.recording_queued(recording_id))
+        pipe.pttl(schema.recording_queued(recording_id))
     answers = pipe.execute()
     candidates: list[tuple[str, str]] = []
     for index, recording_id in enumerate(recording_ids):
@@ -171,20 +170,22 @@ def _lost_jobs(connection: redis.Redis, recording_ids: list[str]) -> list[str]:
 def soon(connection: redis.Redis, recording_id: str, delay_ms: int) -> None:
     """Bring the recording's timer forward to ``delay_ms`` from now (never later than it is)."""
     seconds, micros = connection.time()
-    connection.zadd(keys.TIMERS, {recording_id: seconds * 1000 + micros // 1000 + delay_ms}, lt=True)
+    connection.zadd(schema.TIMERS, {recording_id: seconds * 1000 + micros // 1000 + delay_ms}, lt=True)
 
 
 def rearm_missing(connection: redis.Redis) -> list[str]:
     """Give a timer (due now) to every active recording that has none (a safety net; normally empty)."""
-    missing = [m.decode() for m in cast(list[bytes], connection.zdiff([keys.ACTIVE_RECORDINGS, keys.TIMERS]))]
+    missing = [
+        m.decode() for m in cast(list[bytes], connection.zdiff([schema.ACTIVE_RECORDINGS, schema.TIMERS]))
+    ]
     if missing:
         seconds, micros = connection.time()
         now = seconds * 1000 + micros // 1000
-        connection.zadd(keys.TIMERS, dict.fromkeys(missing, now), nx=True)
+        connection.zadd(schema.TIMERS, dict.fromkeys(missing, now), nx=True)
         log.warning("recordings without a timer re-armed", extra={"count": len(missing)})
     return missing
 
 
 def record_max(connection: redis.Redis, name: str, value: int) -> None:
     """Keep the largest ``value`` seen under ``name`` in the stats hash (timer lateness, step duration)."""
-    connection.register_script(MAX_LUA)(keys=[keys.STATS], args=[name, value])
+    connection.register_script(MAX_LUA)(keys=[schema.STATS], args=[name, value])

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import redis
 
-from workers import keys
+from workers.core import schema
 
 MARGIN_MS = 50
 #: Periodic queries of confirmed sessions use at most this share of the window, so that starts, stops and
@@ -111,9 +111,9 @@ class RateLimiter:
         self._script = connection.register_script(TAKE_LUA)
         self._restamp = connection.register_script(RESTAMP_LUA)
         self._keys = [
-            keys.rate_limit(app_id),
-            keys.rate_limit_sequence(app_id),
-            *(keys.rate_limit_waiting(app_id, flag) for flag in WAITING_FLAGS),
+            schema.rate_limit(app_id),
+            schema.rate_limit_sequence(app_id),
+            *(schema.rate_limit_waiting(app_id, flag) for flag in WAITING_FLAGS),
         ]
         self.per_second = per_second
         self.taken: int | None = None  # the last slot this limiter took, until its request leaves

@@ -1,7 +1,7 @@
 """``GET /metrics``: Prometheus text format, read from Redis at scrape time (every process sees the same numbers).
 
 Counters come from the hash ``acr:stats`` the receiver, the drains and the steps keep, and from the histograms
-of :mod:`workers.measure`; gauges from queue lengths, RQ's registries, the inbox streams, the recordings
+of :mod:`workers.core.measure`; gauges from queue lengths, RQ's registries, the inbox streams, the recordings
 indexes and the rate-limit window. Two pipelined round trips per scrape. If Redis does not answer,
 ``acr_redis_up`` is 0 and the rest is left out.
 
@@ -32,16 +32,15 @@ from prometheus_client.registry import Collector
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from webhook_service.services import get_services
-from workers import keys, measure
-from workers.notify import NOTIFY_QUEUE
-from workers.ratelimit import MARGIN_MS
+from workers.agora.ratelimit import MARGIN_MS
+from workers.core import measure, schema
 from workers.recordings import admission
 from workers.recordings.decide import poll_interval
 from workers.recordings.machine import TERMINAL, State
 
 bp = Blueprint("metrics", __name__)
 
-QUEUES = (keys.NCS_QUEUE, keys.DEFAULT_QUEUE, NOTIFY_QUEUE)
+QUEUES = schema.QUEUES
 OVERDUE_AFTER_MS = 5000
 RATE_WINDOW_MS = 1000 + MARGIN_MS
 ACTIVE_STATES = tuple(s.value for s in State if s not in TERMINAL)
@@ -122,22 +121,22 @@ class RedisCollector(Collector):
     def _first_round(self) -> Scrape:
         pipe = self.connection.pipeline(transaction=False)
         pipe.time()
-        pipe.hgetall(keys.STATS)
+        pipe.hgetall(schema.STATS)
         for name in QUEUES:
             pipe.llen(f"rq:queue:{name}")
         for name in QUEUES:
             pipe.zcard(FailedJobRegistry.key_template.format(name))
-        pipe.zcard(ScheduledJobRegistry.key_template.format(NOTIFY_QUEUE))
-        for partition in range(keys.PARTITIONS):
-            pipe.xlen(keys.inbox(partition))
-        pipe.mget([keys.inbox_cursor(p) for p in range(keys.PARTITIONS)])
-        pipe.zcard(keys.TIMERS)
-        pipe.zcard(keys.RECORDINGS_INDEX)
-        pipe.zrange(keys.ACTIVE_RECORDINGS, 0, -1)
+        pipe.zcard(ScheduledJobRegistry.key_template.format(schema.NOTIFY_QUEUE))
+        for partition in range(schema.PARTITIONS):
+            pipe.xlen(schema.inbox(partition))
+        pipe.mget([schema.inbox_cursor(p) for p in range(schema.PARTITIONS)])
+        pipe.zcard(schema.TIMERS)
+        pipe.zcard(schema.RECORDINGS_INDEX)
+        pipe.zrange(schema.ACTIVE_RECORDINGS, 0, -1)
         pipe.hgetall(measure.RECORDING_STATES)
         pipe.hgetall(measure.APPLY_HISTOGRAM)
         pipe.hgetall(measure.AGORA_HISTOGRAM)
-        pipe.xlen(keys.DEAD_LETTERS)
+        pipe.xlen(schema.DEAD_LETTERS)
         answers = iter(pipe.execute())
         n = len(QUEUES)
         seconds, micros = next(answers)
@@ -147,7 +146,7 @@ class RedisCollector(Collector):
             queued=[next(answers) for _ in range(n)],
             failed=[next(answers) for _ in range(n)],
             notify_scheduled=next(answers),
-            inbox=[next(answers) for _ in range(keys.PARTITIONS)],
+            inbox=[next(answers) for _ in range(schema.PARTITIONS)],
             cursors=next(answers),
             timers=next(answers),
             recordings=next(answers),
@@ -162,12 +161,12 @@ class RedisCollector(Collector):
     def _second_round(self, scrape: Scrape) -> None:
         now_ms = scrape.now_ms
         pipe = self.connection.pipeline(transaction=False)
-        pipe.zcount(keys.TIMERS, "-inf", now_ms - OVERDUE_AFTER_MS)
+        pipe.zcount(schema.TIMERS, "-inf", now_ms - OVERDUE_AFTER_MS)
         for partition, cursor in enumerate(scrape.cursors):
             start = "-" if cursor is None else "(" + _text(cursor)
-            pipe.xrange(keys.inbox(partition), min=start, count=1)
+            pipe.xrange(schema.inbox(partition), min=start, count=1)
         if self.app_id:
-            pipe.zcount(keys.rate_limit(self.app_id), now_ms - RATE_WINDOW_MS, "+inf")
+            pipe.zcount(schema.rate_limit(self.app_id), now_ms - RATE_WINDOW_MS, "+inf")
         stale = [recording_id for recording_id in scrape.states if recording_id not in scrape.active]
         if stale:
             pipe.hdel(measure.RECORDING_STATES, *stale)
@@ -175,10 +174,10 @@ class RedisCollector(Collector):
         scrape.overdue = answers[0]
         scrape.oldest = [
             max(0, now_ms - _stream_ms(entries[0][0])) / 1000 if entries else 0.0
-            for entries in answers[1 : 1 + keys.PARTITIONS]
+            for entries in answers[1 : 1 + schema.PARTITIONS]
         ]
         if self.app_id:
-            scrape.rate_used = answers[1 + keys.PARTITIONS]
+            scrape.rate_used = answers[1 + schema.PARTITIONS]
 
     # -- families ------------------------------------------------------------------------------------------
 
@@ -215,7 +214,7 @@ class RedisCollector(Collector):
             failed.add_metric([name], failures)
         yield queued
         yield failed
-        notify_index = QUEUES.index(NOTIFY_QUEUE)
+        notify_index = QUEUES.index(schema.NOTIFY_QUEUE)
         yield GaugeMetricFamily(
             "acr_notifications_pending",
             "notifications waiting: queued, or scheduled for a retry",

@@ -1,7 +1,7 @@
 """Settings read from the environment, validated once at start-up.
 
 Every field maps to one environment variable (see ``contract.md``). A missing or malformed value raises
-:class:`~workers.errors.ConfigError` naming the variable, so a process refuses to start rather than
+:class:`~workers.core.errors.ConfigError` naming the variable, so a process refuses to start rather than
 misbehave later. Secret-shaped settings are checked for their shape too (``NOTIFY_SECRET``, ``AGORA_NCS_SECRETS``,
 ``API_TOKENS``, the Agora and storage credentials), never echoing the value. Secrets are kept out of ``repr``
 and URLs shown there without userinfo, query or fragment, so a logged ``Settings`` never leaks them.
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, fields
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from workers.errors import ConfigError
-from workers.redact import redact_url
+from workers.core.errors import ConfigError
+from workers.core.redact import redact_url
 
 T = TypeVar("T")
 

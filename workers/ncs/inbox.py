@@ -1,6 +1,6 @@
 """The NCS inbox: how an accepted callback becomes durable and reaches a worker, in one atomic Redis step.
 
-Events are spread over :data:`~workers.keys.PARTITIONS` Redis streams by channel name, so every event of a
+Events are spread over :data:`~workers.core.schema.PARTITIONS` Redis streams by channel name, so every event of a
 channel (all sessions of its recordings) is applied by one drain at a time, in order. Accepting an event is
 one Lua script, one round trip:
 
@@ -33,10 +33,9 @@ import redis
 from rq.job import Job
 from rq.queue import Queue
 
-from workers import keys
-from workers.errors import StoreUnavailableError
+from workers.core import schema
+from workers.core.errors import StoreUnavailableError
 
-DRAIN_FUNCTION = "workers.jobs.drain_partition"
 DRAIN_JOB_TIMEOUT = 300
 DRAIN_FAILURE_TTL = 7 * 24 * 3600
 #: How long a "drain job queued" flag may stand without the job starting before a new one may be created.
@@ -144,9 +143,9 @@ class _Clock:
 def install_drain_templates(connection: redis.Redis) -> None:
     """Store, for every partition, the RQ job that drains it, serialised by RQ itself (idempotent)."""
     pipe = connection.pipeline(transaction=False)
-    for partition in range(keys.PARTITIONS):
+    for partition in range(schema.PARTITIONS):
         job = Job.create(
-            DRAIN_FUNCTION,
+            schema.JOB_DRAIN,
             args=(partition,),
             connection=connection,
             id=f"acr-drain-template-{partition}",
@@ -155,8 +154,8 @@ def install_drain_templates(connection: redis.Redis) -> None:
             failure_ttl=DRAIN_FAILURE_TTL,
             description=f"drain NCS inbox partition {partition}",
         )
-        job.origin = keys.NCS_QUEUE
-        template = keys.drain_job_template(partition)
+        job.origin = schema.NCS_QUEUE
+        template = schema.drain_job_template(partition)
         pipe.delete(template)
         pipe.hset(template, mapping=job.to_dict())
     try:
@@ -168,7 +167,7 @@ def install_drain_templates(connection: redis.Redis) -> None:
 def _rq_keys() -> tuple[str, str, str]:
     """RQ's queue key, set of queues, and job key prefix, taken from RQ's classes."""
     return (
-        Queue.redis_queue_namespace_prefix + keys.NCS_QUEUE,
+        Queue.redis_queue_namespace_prefix + schema.NCS_QUEUE,
         Queue.redis_queues_keys,
         Job.redis_job_namespace_prefix,
     )
@@ -214,7 +213,7 @@ class Inbox:
 
         Raises StoreUnavailableError when Redis did not take it; nothing is then acknowledged.
         """
-        item = _Pending((notice_id, keys.partition_of(routing_key), raw))
+        item = _Pending((notice_id, schema.partition_of(routing_key), raw))
         with self._lock:
             self._waiting.append(item)
             lead = not self._committing
@@ -269,8 +268,8 @@ class Inbox:
 
     def _store(self, group: list[_Pending]) -> list[Any]:
         command: list[Any] = [
-            "EVALSHA", _ACCEPT_SHA, 4, self._queue_key, self._queues_key, keys.DRAIN_JOB_SEQUENCE, keys.STATS,
-            keys.PREFIX, self._dedupe_ttl, self._clock.now(), self._job_prefix, QUEUED_FLAG_TTL,
+            "EVALSHA", _ACCEPT_SHA, 4, self._queue_key, self._queues_key, schema.DRAIN_JOB_SEQUENCE, schema.STATS,
+            schema.PREFIX, self._dedupe_ttl, self._clock.now(), self._job_prefix, QUEUED_FLAG_TTL,
         ]  # fmt: skip
         for item in group:
             command.extend(item.args)
@@ -309,11 +308,11 @@ def wake(connection: redis.Redis, partition: int) -> str | None:
     script = connection.register_script(WAKE_LUA)
     result = script(
         keys=[
-            keys.inbox_queued(partition),
-            keys.drain_job_template(partition),
+            schema.inbox_queued(partition),
+            schema.drain_job_template(partition),
             queue_key,
             queues_key,
-            keys.DRAIN_JOB_SEQUENCE,
+            schema.DRAIN_JOB_SEQUENCE,
         ],
         args=[rq_timestamp(), job_prefix, QUEUED_FLAG_TTL],
     )
@@ -333,11 +332,11 @@ def backlogged_partitions(
 ) -> list[int]:
     """Partitions holding an unapplied event older than ``older_than_ms`` (default: any unapplied event)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    cursors = connection.mget([keys.inbox_cursor(p) for p in range(keys.PARTITIONS)])
+    cursors = connection.mget([schema.inbox_cursor(p) for p in range(schema.PARTITIONS)])
     pipe = connection.pipeline(transaction=False)
     for partition, cursor in enumerate(cursors):
         start = "-" if cursor is None else "(" + (cursor.decode() if isinstance(cursor, bytes) else cursor)
-        pipe.xrange(keys.inbox(partition), min=start, count=1)
+        pipe.xrange(schema.inbox(partition), min=start, count=1)
     stale = []
     for partition, entries in enumerate(pipe.execute()):
         if entries:

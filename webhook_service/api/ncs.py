@@ -28,9 +28,9 @@ import msgspec
 
 from webhook_service.errors import SignatureError
 from webhook_service.signature import verify_signature
-from workers.errors import EventError, StoreUnavailableError
-from workers.events import decode_envelope
-from workers.inbox import Inbox
+from workers.core.errors import EventError, StoreUnavailableError
+from workers.ncs.envelope import decode_envelope
+from workers.ncs.inbox import Inbox
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ as a function of the *set* of events seen, not of their arrival order:
   so a late event never moves the session backwards and any permutation ends in the same state;
 * ``session_exit`` (11) is sticky: once seen, the session is ``exited`` whatever arrives later;
 * upload results (31 uploaded, 32 backuped) are sticky over progress reports;
-* the files reported (:mod:`workers.files`), the recorder uids seen and whether a web recorder ended
+* the files reported (:mod:`workers.ncs.files`), the recorder uids seen and whether a web recorder ended
   abnormally (72, or 71 with a code other than 0/1) are merged into the state as they arrive, so reading what
   a session says costs one read, not a parse of its whole timeline;
 * counts are not stored; they are derived from the timeline.
@@ -22,8 +22,9 @@ from typing import Any
 
 import msgspec
 
-from workers.events import NcsEvent, as_int
-from workers.files import FileEntry, files_from_event, merged
+from workers.core.coerce import as_int
+from workers.ncs.envelope import NcsEvent
+from workers.ncs.files import FileEntry, files_from_event, merged
 
 #: (sequence, sendts, eventType, value): missing numbers are -1.
 OrderKey = tuple[int, int, int, str]

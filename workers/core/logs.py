@@ -1,7 +1,7 @@
 """One JSON object per log line on stdout, with the ids passed as ``extra=`` (notice_id, sid, partition...).
 
 Plain ``logging`` underneath, so tests read the same fields from ``caplog`` records. Every line is redacted
-by rule (:mod:`workers.redact`) before it is written: the message, every ``extra`` field (an extra named like a
+by rule (:mod:`workers.core.redact`) before it is written: the message, every ``extra`` field (an extra named like a
 credential is masked whole) and the traceback. So a URL with a password, a stream key or a token that reaches
 a log call by accident (an error echoing a request, a ``repr``) still never reaches the log.
 """
@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import msgspec
 
-from workers.redact import redact_field, redact_text
+from workers.core.redact import redact_field, redact_text
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}

@@ -1,8 +1,8 @@
 """Sessions in Redis: each sid's state, its timeline of raw events, and the reads the API makes.
 
-Per sid (keys in :mod:`workers.keys`):
+Per sid (keys in :mod:`workers.core.schema`):
 
-* ``session``: hash with ``state`` (the encoded :class:`~workers.sessions.SessionState`), ``duplicates``
+* ``session``: hash with ``state`` (the encoded :class:`~workers.ncs.reducer.SessionState`), ``duplicates``
   (redundant copies dropped) and ``updatedMs``;
 * ``events``: hash noticeId -> ``<receivedMs>\\n<raw body>``, the body exactly as Agora sent it;
 * ``order``: sorted set whose lexical order is the timeline order (sequence, sendts, noticeId);
@@ -22,10 +22,10 @@ from typing import Any, cast
 import redis
 from redis.client import Pipeline
 
-from workers import keys
-from workers.errors import EventError
-from workers.events import NcsEvent, parse_event
-from workers.sessions import (
+from workers.core import schema
+from workers.core.errors import EventError
+from workers.ncs.envelope import NcsEvent, parse_event
+from workers.ncs.reducer import (
     STATE_VERSION,
     SessionState,
     apply_event,
@@ -59,10 +59,10 @@ def plan_updates(connection: redis.Redis, events: Iterable[NcsEvent], max_events
     pipe = connection.pipeline(transaction=False)
     for sid in sids:
         batch = by_sid[sid]
-        pipe.hget(keys.session(sid), "state")
-        pipe.hlen(keys.session_events(sid))
-        pipe.hmget(keys.session_events(sid), [e.notice_id for e in batch])
-        pipe.hmget(keys.session_semantic(sid), [semantic_key(e) or "" for e in batch])
+        pipe.hget(schema.session(sid), "state")
+        pipe.hlen(schema.session_events(sid))
+        pipe.hmget(schema.session_events(sid), [e.notice_id for e in batch])
+        pipe.hmget(schema.session_semantic(sid), [semantic_key(e) or "" for e in batch])
     replies = pipe.execute()
 
     updates = []
@@ -95,7 +95,7 @@ def plan_updates(connection: redis.Redis, events: Iterable[NcsEvent], max_events
 
 def _earliest_members(connection: redis.Redis, sid: str, added: Sequence[NcsEvent], count: int) -> list[str]:
     """The ``count`` earliest timeline members once ``added`` joins the stored timeline."""
-    members = cast(list[bytes], connection.zrange(keys.session_order(sid), 0, count - 1))
+    members = cast(list[bytes], connection.zrange(schema.session_order(sid), 0, count - 1))
     stored = [m.decode() for m in members]
     return sorted(stored + [timeline_member(e) for e in added])[:count]
 
@@ -106,7 +106,7 @@ def write_updates(pipe: Pipeline, updates: Iterable[SessionUpdate], retention_se
     added_total = 0
     for update in updates:
         sid = update.sid
-        session_key = keys.session(sid)
+        session_key = schema.session(sid)
         if update.duplicates:
             pipe.hincrby(session_key, "duplicates", update.duplicates)
         if not update.added:
@@ -115,24 +115,24 @@ def write_updates(pipe: Pipeline, updates: Iterable[SessionUpdate], retention_se
         added_total += len(update.added)
         pipe.hset(session_key, mapping={"state": encode_state(update.state), "updatedMs": now_ms})
         pipe.hset(
-            keys.session_events(sid),
+            schema.session_events(sid),
             mapping={e.notice_id: b"%d\n%s" % (e.received_ms, e.raw) for e in update.added},
         )
-        pipe.zadd(keys.session_order(sid), {timeline_member(e): 0 for e in update.added})
+        pipe.zadd(schema.session_order(sid), {timeline_member(e): 0 for e in update.added})
         semantic = {key: e.notice_id for e in update.added if (key := semantic_key(e)) is not None}
         if semantic:
-            pipe.hset(keys.session_semantic(sid), mapping=cast(Mapping[Any, Any], semantic))
+            pipe.hset(schema.session_semantic(sid), mapping=cast(Mapping[Any, Any], semantic))
         if update.trimmed:
-            pipe.zrem(keys.session_order(sid), *update.trimmed)
-            pipe.hdel(keys.session_events(sid), *[notice_id_of(m) for m in update.trimmed])
+            pipe.zrem(schema.session_order(sid), *update.trimmed)
+            pipe.hdel(schema.session_events(sid), *[notice_id_of(m) for m in update.trimmed])
         for key in (
             session_key,
-            keys.session_events(sid),
-            keys.session_order(sid),
-            keys.session_semantic(sid),
+            schema.session_events(sid),
+            schema.session_order(sid),
+            schema.session_semantic(sid),
         ):
             pipe.expire(key, retention_seconds)
-        pipe.zadd(keys.SESSIONS_INDEX, {sid: now_ms})
+        pipe.zadd(schema.SESSIONS_INDEX, {sid: now_ms})
     return added_total
 
 
@@ -148,13 +148,13 @@ class SessionView:
 def read_session(connection: redis.Redis, sid: str) -> SessionView | None:
     """The session and its timeline in order, or None if the sid is unknown (or expired)."""
     pipe = connection.pipeline(transaction=False)
-    pipe.hmget(keys.session(sid), ["state", "duplicates"])
-    pipe.zrange(keys.session_order(sid), 0, -1)
+    pipe.hmget(schema.session(sid), ["state", "duplicates"])
+    pipe.zrange(schema.session_order(sid), 0, -1)
     (raw_state, duplicates), members = pipe.execute()
     if raw_state is None:
         return None
     notice_ids = [notice_id_of(m.decode()) for m in members]
-    stored = connection.hmget(keys.session_events(sid), notice_ids) if notice_ids else []
+    stored = connection.hmget(schema.session_events(sid), notice_ids) if notice_ids else []
     events = []
     for value in stored:
         if value is None:  # trimmed between the two reads
@@ -179,8 +179,8 @@ class SessionSummary:
 def read_summary(connection: redis.Redis, sid: str) -> SessionSummary | None:
     """The session's state and how many callbacks it holds, without reading them (O(1))."""
     pipe = connection.pipeline(transaction=False)
-    pipe.hmget(keys.session(sid), ["state", "duplicates"])
-    pipe.hlen(keys.session_events(sid))
+    pipe.hmget(schema.session(sid), ["state", "duplicates"])
+    pipe.hlen(schema.session_events(sid))
     (raw_state, duplicates), count = pipe.execute()
     if raw_state is None:
         return None
@@ -195,7 +195,7 @@ def read_states(connection: redis.Redis, sids: Sequence[str]) -> dict[str, Sessi
         return {}
     pipe = connection.pipeline(transaction=False)
     for sid in sids:
-        pipe.hget(keys.session(sid), "state")
+        pipe.hget(schema.session(sid), "state")
     states: dict[str, SessionState] = {}
     for sid, raw in zip(sids, pipe.execute(), strict=True):
         if raw is None:
@@ -208,10 +208,10 @@ def read_states(connection: redis.Redis, sids: Sequence[str]) -> dict[str, Sessi
 
 
 def _rebuilt(connection: redis.Redis, sid: str) -> SessionState | None:
-    members = cast(list[bytes], connection.zrange(keys.session_order(sid), 0, -1))
+    members = cast(list[bytes], connection.zrange(schema.session_order(sid), 0, -1))
     notice_ids = [notice_id_of(m.decode()) for m in members]
     state: SessionState | None = None
-    for value in connection.hmget(keys.session_events(sid), notice_ids) if notice_ids else []:
+    for value in connection.hmget(schema.session_events(sid), notice_ids) if notice_ids else []:
         if value is not None:
             received, _, raw = cast(bytes, value).partition(b"\n")
             state = apply_event(state, parse_event(raw, int(received)))

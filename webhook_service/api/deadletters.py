@@ -17,11 +17,12 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from webhook_service.api.recordings import RECORDING_ID
 from webhook_service.auth import require_token
 from webhook_service.http_errors import error_response, store_errors
-from webhook_service.recordings_api import RECORDING_ID
 from webhook_service.services import Services, get_services
-from workers import deadletters, notify
+from workers import deadletters
+from workers.recordings import notify
 from workers.recordings.store import load
 
 bp = Blueprint("deadletters", __name__)

@@ -1,7 +1,7 @@
 """Redaction by rule: whatever can carry a credential is masked before it is shown or logged.
 
 Used on every API answer that echoes input or Agora (``config``, timelines, callback events), on every
-notification body and on every log line (:class:`workers.logs.JsonFormatter`). The stored request stays raw:
+notification body and on every log line (:class:`workers.core.logs.JsonFormatter`). The stored request stays raw:
 a step must send it to Agora.
 
 The rule (a field name is *credential-like* when, lower-cased and with everything but letters and digits

@@ -14,15 +14,14 @@ from typing import Annotated, Any
 
 import msgspec
 
-from workers.errors import EventError
+from workers.core.coerce import MAX_INT64, MIN_INT64, as_int
+from workers.core.errors import EventError
 
 CLOUD_RECORDING_PRODUCT = 3
 MAX_NOTICE_ID_LENGTH = 256
 #: Agora's payloads nest 4 levels (``payload.details.fileList[i]``); a body nesting deeper than this is refused
 #: at the door, so nothing stored is ever too deep to decode, apply or show (msgspec gives up at ~1,000).
 MAX_PAYLOAD_DEPTH = 32
-#: Integers beyond 64 bits are refused in the envelope and read as absent in the payload.
-MIN_INT64, MAX_INT64 = -(2**63), 2**63 - 1
 Int64 = Annotated[int, msgspec.Meta(ge=MIN_INT64, le=MAX_INT64)]
 
 #: eventType -> msgName for productId 3 (cloud recording and Cloud Transcoder), §1.6.
@@ -215,20 +214,3 @@ def _text(value: object) -> str | None:
         return None
     text = str(value)
     return text or None
-
-
-def as_int(value: object) -> int | None:
-    """An integer, an integral float or a numeric string as int; anything else as None."""
-    if isinstance(value, bool):
-        return None
-    number: int | None = None
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, float) and value.is_integer():
-        number = int(value)
-    elif isinstance(value, str) and len(value) <= 40:
-        try:
-            number = int(value.strip())
-        except ValueError:
-            return None
-    return number if number is not None and MIN_INT64 <= number <= MAX_INT64 else None

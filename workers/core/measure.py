@@ -1,4 +1,4 @@
-"""Measurements the workers record in Redis for ``/metrics`` (:mod:`webhook_service.metrics` reads them at scrape).
+"""Measurements the workers record in Redis for ``/metrics`` (:mod:`webhook_service.api.metrics` reads them at scrape).
 
 Every process writes into the same few hashes, so any web process's scrape sees the whole fleet. Each write is
 one round trip, made after the work it measures; a failed write is logged at debug level and forgotten (a
@@ -24,13 +24,13 @@ from typing import Any
 
 import redis
 
-from workers import keys
+from workers.core import schema
 
 log = logging.getLogger(__name__)
 
-APPLY_HISTOGRAM = f"{keys.PREFIX}:hist:apply"
-AGORA_HISTOGRAM = f"{keys.PREFIX}:hist:agora"
-RECORDING_STATES = f"{keys.PREFIX}:recordings:state"
+APPLY_HISTOGRAM = f"{schema.PREFIX}:hist:apply"
+AGORA_HISTOGRAM = f"{schema.PREFIX}:hist:agora"
+RECORDING_STATES = f"{schema.PREFIX}:recordings:state"
 
 #: Upper bounds (milliseconds) of the accepted-to-applied histogram.
 APPLY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000)
@@ -125,7 +125,7 @@ def record_state(
             STATE_LUA,
             2,
             RECORDING_STATES,
-            keys.STATS,
+            schema.STATS,
             recording_id,
             state,
             1 if terminal else 0,

@@ -12,8 +12,8 @@ from flask import Blueprint, Response, jsonify
 from webhook_service.auth import require_token
 from webhook_service.http_errors import error_response
 from webhook_service.services import get_services
-from workers.redact import redact
-from workers.session_store import SessionSummary, read_session, read_summary
+from workers.core.redact import redact
+from workers.ncs.store import SessionSummary, read_session, read_summary
 
 T = TypeVar("T")
 

@@ -1,4 +1,8 @@
-"""Every Redis key this service writes, in one place (RQ's own keys come from RQ's classes)."""
+"""The Redis schema: every key this service writes, every RQ queue it uses and the dotted path of every job
+function it queues, in one place (RQ's own keys come from RQ's classes, named after these queues).
+
+A test (``tests/integration/test_schema.py``) lists every key the test suite left in Redis and checks each
+against :data:`PATTERNS`."""
 
 from __future__ import annotations
 
@@ -12,7 +16,22 @@ PARTITIONS = 64
 
 #: The RQ queue that carries inbox drain jobs (listened to before the default queue).
 NCS_QUEUE = "ncs"
+#: Orchestration steps.
 DEFAULT_QUEUE = "default"
+#: Outbound notifications to the app server (listened to last).
+NOTIFY_QUEUE = "notify"
+#: Every queue a worker listens to, in priority order.
+QUEUES = (NCS_QUEUE, DEFAULT_QUEUE, NOTIFY_QUEUE)
+
+#: The dotted paths of the job functions, stored in Redis with every queued job: all in :mod:`workers.jobs`.
+JOB_DRAIN = "workers.jobs.drain_partition"
+JOB_STEP = "workers.jobs.advance_recording"
+JOB_NOTIFY = "workers.jobs.send_notification"
+#: Paths the previous release queued under; thin aliases keep them running for one release.
+OLD_JOB_PATHS = {
+    "workers.orchestrator.advance": JOB_STEP,
+    "workers.notify.send_notification": JOB_NOTIFY,
+}
 
 STATS = f"{PREFIX}:stats"
 DRAIN_JOB_SEQUENCE = f"{PREFIX}:inbox:jobseq"

@@ -16,8 +16,8 @@ from typing import Any
 import msgspec
 from flask import Blueprint, Response, jsonify
 
-from webhook_service.recordings_api import MAX_BODY_BYTES, MAX_CURSOR, MAX_IDEMPOTENCY_KEY
-from webhook_service.sessions_api import SID
+from webhook_service.api.recordings import MAX_BODY_BYTES, MAX_CURSOR, MAX_IDEMPOTENCY_KEY
+from webhook_service.api.sessions import SID
 from workers import deadletters
 from workers.agora.bodies import (
     RecordingConfig,
@@ -28,7 +28,7 @@ from workers.agora.bodies import (
     UpdateClientRequest,
     UpdateLayoutClientRequest,
 )
-from workers.events import MAX_PAYLOAD_DEPTH
+from workers.ncs.envelope import MAX_PAYLOAD_DEPTH
 from workers.recordings.machine import Desired, SessionOutcome, State
 from workers.recordings.store import (
     MAX_CNAME_CHARS,

@@ -19,6 +19,8 @@ from webhook_service.http_errors import error_response, store_errors
 from webhook_service.services import get_services
 from workers.agora import AgoraRequestError
 from workers.agora.bodies import explain_validation_error
+from workers.core.redact import redact
+from workers.ncs.store import read_session
 from workers.recordings.admission import position
 from workers.recordings.machine import State
 from workers.recordings.model import Recording
@@ -36,8 +38,6 @@ from workers.recordings.store import (
     send_command,
     timeline,
 )
-from workers.redact import redact
-from workers.session_store import read_session
 
 bp = Blueprint("recordings", __name__, url_prefix="/v1/recordings")
 
