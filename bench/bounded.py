@@ -29,7 +29,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.redis_server import RedisServer  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
 from workers.core import schema  # noqa: E402
 from workers.jobs import drain_batch  # noqa: E402
 from workers.ncs.envelope import parse_event  # noqa: E402

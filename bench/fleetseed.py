@@ -5,7 +5,7 @@
 ``recording``, admitted (a holder of its capacity class), one session with its ``sid``, started and confirmed
 now, its next query an hour away (:data:`QUERY_AFTER_MS`) and its one timer then, the sid mapped to the
 recording (``acr:sid:<sid>:recording``) and its recorder uid claimed on its channel. The save goes through
-:meth:`Runner.save` itself (``SAVE_LUA``, under the recording's lock), so the keys are exactly those a worker
+:meth:`Runner.save` itself (``workers.core.scripts.SAVE_RECORDING``, under the recording's lock), so the keys are exactly those a worker
 writes. Every callback of one of these sids then wakes its recording's orchestration step, as in production;
 a step finds nothing due and calls no one.
 
@@ -26,15 +26,15 @@ from typing import Any, cast
 import msgspec
 import redis
 
-from tests.redis_server import free_port
-from workers.core import schema
+from tests.support.redis_server import free_port
+from workers.core import schema, scripts
 from workers.core.config import Settings
 from workers.core.measure import AGORA_HISTOGRAM
 from workers.recordings.admission import admit, slots_for
 from workers.recordings.decide import Plan
 from workers.recordings.machine import Cause, State
 from workers.recordings.model import AgoraSession, decode
-from workers.recordings.runner import RELEASE_LUA, Runner
+from workers.recordings.runner import Runner
 from workers.recordings.store import RecordingSpec, create_recording
 
 RECORDINGS = int(os.environ.get("BENCH_RECORDINGS", "1000"))
@@ -92,7 +92,6 @@ def seed(connection: redis.Redis, environ: Mapping[str, str], count: int) -> lis
     """Create ``count`` recordings and save each as recording with one confirmed session (see the module
     docstring); ``environ`` is the service's environment (its settings are the workers')."""
     settings = Settings.from_env(environ)
-    release = connection.register_script(RELEASE_LUA)
     fleet = []
     for n in range(count):
         spec = msgspec.convert({"cname": f"fleet-{n}", "mode": "individual", "uid": _uid(n)}, RecordingSpec)
@@ -134,7 +133,7 @@ def seed(connection: redis.Redis, environ: Mapping[str, str], count: int) -> lis
         connection.set(lock, token, px=60_000)
         admit(connection, rec, slots_for(settings, rec.mode))  # takes its slot, as its first step did
         runner.save(rec, plan, token, 0)
-        release(keys=[lock], args=[token])
+        scripts.RELEASE_LOCK(connection, keys=[lock], args=[token])
         fleet.append(Live(id=rec.id, cname=rec.cname, uid=rec.uid, sid=sid))
     return fleet
 

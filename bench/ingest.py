@@ -33,7 +33,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.redis_server import RedisServer, free_port  # noqa: E402
+from tests.support.redis_server import RedisServer, free_port  # noqa: E402
 from webhook_service.signature import sign  # noqa: E402
 from workers.core import schema  # noqa: E402
 from workers.ncs.inbox import install_drain_templates  # noqa: E402

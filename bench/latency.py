@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.fleetseed import RECORDINGS, Live, audit, callback, seed, service_env, unseeded  # noqa: E402
-from tests.factories import signed_headers  # noqa: E402
-from tests.stack import Stack  # noqa: E402
+from tests.support.factories import signed_headers  # noqa: E402
+from tests.support.stack import Stack  # noqa: E402
 from workers.core import schema  # noqa: E402
 
 RATE = int(os.environ.get("BENCH_RATE", "500"))

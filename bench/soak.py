@@ -62,8 +62,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.redis_server import free_port  # noqa: E402
-from tests.stack import Stack  # noqa: E402
+from tests.support.redis_server import free_port  # noqa: E402
+from tests.support.stack import Stack  # noqa: E402
 from workers.agora.ratelimit import MARGIN_MS  # noqa: E402
 
 SCALE = 0.05  # real seconds per emulated second, for the emulator and the service alike
@@ -541,7 +541,7 @@ class Soak:
         check("5_files_in_manifest", lambda r: self.check_files(r, facts))
         check(
             "6_no_429",
-            lambda r: self.check_rate_limit(state, facts),
+            lambda _r: self.check_rate_limit(state, facts),
         )
         info = self.info(rows, facts, state)
         self.print_table(rows, facts)
@@ -831,7 +831,7 @@ class Soak:
         info["wallSeconds"] = round(time.time() - self.started, 1)
         return info
 
-    def print_table(self, rows: dict[str, dict[str, Any]], facts: Facts) -> None:
+    def print_table(self, rows: dict[str, dict[str, Any]], _facts: Facts) -> None:
         print(
             "\n== chaos ledger ==  (emulated seconds: lag = creation -> first task, stop→ = API stop -> Agora stop, "
             "gap = longest unrecorded stretch / its limit)"
@@ -1143,7 +1143,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.fleetseed import RECORDINGS, audit, callback, seed, service_env, unseeded  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
 from workers.core import schema  # noqa: E402
 from workers.ncs.inbox import Inbox, install_drain_templates  # noqa: E402
 

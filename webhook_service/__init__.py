@@ -14,7 +14,7 @@ from webhook_service.services import EXTENSION_KEY, Services
 from workers.core.config import Settings
 from workers.core.errors import StoreUnavailableError
 from workers.core.logs import configure_logging
-from workers.ncs.inbox import Inbox, install_drain_templates
+from workers.ncs import Inbox, install_drain_templates
 
 log = logging.getLogger(__name__)
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import functools
 import hmac
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec
 
-from flask import request
+from flask import Response, request
 
 from webhook_service.http_errors import error_response
 from webhook_service.services import get_services
 
 P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def token_is_valid(header: str | None, tokens: tuple[str, ...]) -> bool:
@@ -30,15 +29,15 @@ def token_is_valid(header: str | None, tokens: tuple[str, ...]) -> bool:
     return matched
 
 
-def require_token(view: Callable[P, R]) -> Callable[P, R]:
+def require_token(view: Callable[P, Response]) -> Callable[P, Response]:
     """Answer 401 (JSON, with WWW-Authenticate) unless the request carries a valid bearer token."""
 
     @functools.wraps(view)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
         if not token_is_valid(request.headers.get("Authorization"), get_services().settings.api_tokens):
             response = error_response(401, "unauthorized", "a valid bearer token is required")
             response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
-            return response  # type: ignore[return-value]
+            return response
         return view(*args, **kwargs)
 
     return wrapper

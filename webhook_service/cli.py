@@ -23,7 +23,7 @@ from flask.cli import AppGroup
 from webhook_service.api.deadletters import retry_dead_letter
 from webhook_service.services import get_services
 from workers import deadletters
-from workers.recordings import notify
+from workers.recordings import load_delivery
 
 acr = AppGroup("acr", help="Operations: dead letters, retries, notification redelivery, session rebuilds.")
 
@@ -81,7 +81,7 @@ def redeliver(since: str) -> None:
         if webhook_id in done:
             continue
         done.add(webhook_id)
-        held = notify.load_delivery(services.redis, webhook_id)
+        held = load_delivery(services.redis, webhook_id)
         if held is not None and held.get("delivered"):
             _echo({"webhookId": webhook_id, "skipped": "delivered since"})
             continue

@@ -13,7 +13,7 @@ Everything listens on 127.0.0.1 only (web, Redis, emulator). With real Agora cre
 (``AGORA_CUSTOMER_ID`` or ``AGORA_CUSTOMER_SECRET`` set) it refuses to start on its well-known development
 defaults (``API_TOKENS=dev-token``, ``AGORA_NCS_SECRETS=dev-ncs-secret``): set your own first.
 
-Environment knobs beyond ``contract.md``: ``DEV_VAR_DIR`` (default ``./var``), ``DEV_REDIS_PORT``
+Environment knobs of its own (``docs/contract.md`` §4.3): ``DEV_VAR_DIR`` (default ``./var``), ``DEV_REDIS_PORT``
 (default: first free port from 6379), ``DEV_EMULATOR_TIME_SCALE`` (default 1: Agora's own pace).
 If the parent (``make``) goes away, everything stops as on Ctrl-C.
 """
@@ -180,7 +180,7 @@ def emulator_banner(base: str, token: str, emulator_url: str) -> str:
 """
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import ParamSpec
 
 import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
@@ -24,11 +26,11 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return response
 
 
-def store_errors(view: Callable[..., Response]) -> Callable[..., Response]:
+def store_errors(view: Callable[P, Response]) -> Callable[P, Response]:
     """Redis trouble is a 503 (retry later), never a 500."""
 
     @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Response:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
         try:
             return view(*args, **kwargs)
         except redis.RedisError:
@@ -48,6 +50,6 @@ def init_app(app: Flask) -> None:
         return response
 
     @app.errorhandler(Exception)
-    def unexpected_error(exc: Exception) -> Response:
+    def unexpected_error(_exc: Exception) -> Response:
         log.exception("unhandled error")
         return error_response(500, "internal_error", "internal error")

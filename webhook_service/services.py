@@ -8,7 +8,7 @@ import redis
 from flask import current_app
 
 from workers.core.config import Settings
-from workers.ncs.inbox import Inbox
+from workers.ncs import Inbox
 
 EXTENSION_KEY = "agora_recording"
 

@@ -1,4 +1,4 @@
-"""Verification of NCS callback signatures (``agora-reference.md`` §1.4): a pure function over raw bytes.
+"""Verification of NCS callback signatures (``docs/agora.md`` §1.4): a pure function over raw bytes.
 
 ``Agora-Signature-V2`` is the lower-case hex HMAC-SHA256 of the raw body keyed by the NCS secret;
 ``Agora-Signature`` the same with SHA-1. V2 is preferred; V1 is accepted only when V2 is absent (a wrong

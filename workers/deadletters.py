@@ -16,7 +16,7 @@ kind            written when                                           a retry
                 ``recording``, ``type``, ``b``: the body)
 ==============  =====================================================  ============================================
 
-Stream entries cannot change, so "retried" is kept beside them in the hash :data:`RETRIED` (entry id -> when
+Stream entries cannot change, so "retried" is kept beside them in the hash :data:`schema.DEAD_LETTERS_RETRIED` (entry id -> when
 and how often), trimmed with the stream. Every retry, redelivery and session rebuild is written on the
 affected recording's timeline (:func:`append_timeline`).
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,25 +39,23 @@ import msgspec
 import redis
 
 from workers.core import schema
+from workers.core.deadletters import KINDS, MAXLEN, NotRetryableError, add, exception_reason, now_ms
 from workers.core.errors import EventError
 from workers.core.redact import redact, redact_text
 from workers.ncs.envelope import decode_envelope, parse_event
 from workers.ncs.inbox import Inbox
 from workers.ncs.inbox import wake as wake_partition
 from workers.ncs.reducer import SessionState, apply_event, encode_state, notice_id_of
+from workers.recordings.store import append_timeline
 from workers.recordings.timers import wake as wake_recording
 
 log = logging.getLogger(__name__)
 
-KINDS = ("callback", "drain_job", "step_job", "notification")
-MAXLEN = 10_000
+__all__ = ["KINDS", "MAXLEN", "NotRetryableError", "add", "append_timeline", "exception_reason", "now_ms"]
+
 #: entry id -> JSON {"atMs", "times"}: when a dead letter was last retried, and how often.
-RETRIED = f"{schema.PREFIX}:dead:retried"
 #: Dead-letter ids are stream ids; anything else is unknown (404) and never reaches Redis.
 ENTRY_ID = re.compile(r"[0-9]{1,15}-[0-9]{1,10}")
-#: The same cap as the orchestration's saves (``workers.recordings.runner.TIMELINE_CAP``; a test compares).
-TIMELINE_CAP = 2000
-MAX_REASON = 1000
 MAX_LIST = 200
 #: A listing request looks at no more entries than this; a filter that skips more answers a cursor.
 MAX_LIST_SCAN = 1000
@@ -69,65 +66,9 @@ MAX_PENDING_LOOKED_AT = 1000
 _RECORDING_ID = re.compile(r"rec_[0-9a-f]{20}")
 _SID = re.compile(r"(?:task:)?[A-Za-z0-9_-]{1,128}")
 
-# KEYS: recording document, timeline. ARGV: entry, cap. Appends only to a recording that exists, and gives a
-# timeline it creates the document's TTL (a finished recording's keys expire together).
-_TIMELINE_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('RPUSH', KEYS[2], ARGV[1])
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 and redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-return 1
-"""
-
-
-class NotRetryableError(Exception):
-    """The dead letter exists but cannot be retried (its recording is gone, its body is no envelope...)."""
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
 
 def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def append_timeline(connection: redis.Redis, recording_id: str, entry: dict[str, Any]) -> bool:
-    """Add an entry (redacted, with ``ts``) to a recording's timeline; False when the recording is unknown."""
-    if not _RECORDING_ID.fullmatch(recording_id):
-        return False
-    entry = {"ts": now_ms(), **entry}
-    return bool(
-        connection.register_script(_TIMELINE_LUA)(
-            keys=[schema.recording(recording_id), schema.recording_timeline(recording_id)],
-            args=[msgspec.json.encode(redact(entry)), TIMELINE_CAP],
-        )
-    )
-
-
-def add(connection: redis.Redis, kind: str, reason: str, **fields: str | int | float | bytes) -> str:
-    """Write one dead letter; returns its id. ``reason`` is redacted and cut to :data:`MAX_REASON`."""
-    assert kind in KINDS, kind
-    entry: dict[Any, Any] = {
-        "kind": kind,
-        "reason": redact_text(reason)[:MAX_REASON],
-        "at": now_ms(),
-        **fields,
-    }
-    pipe = connection.pipeline(transaction=True)
-    pipe.xadd(schema.DEAD_LETTERS, entry, maxlen=MAXLEN)
-    pipe.hincrby(schema.STATS, "dead_lettered", 1)
-    pipe.hincrby(schema.STATS, f"dead_lettered:{kind}", 1)
-    entry_id = cast(bytes, pipe.execute()[0])
-    return entry_id.decode()
-
-
-def exception_reason(exc_info: tuple[Any, ...]) -> str:
-    exc_type, exc = exc_info[0], exc_info[1] if len(exc_info) > 1 else None
-    name = getattr(exc_type, "__name__", "Exception")
-    text = str(exc) if exc is not None else ""
-    return f"{name}: {text[:500]}" if text else name
 
 
 def record_job_failure(connection: redis.Redis, job: Any, *exc_info: Any) -> str | None:
@@ -234,7 +175,7 @@ def _decode_fields(fields: dict[bytes, bytes]) -> dict[str, bytes]:
 def _retried_marks(connection: redis.Redis, ids: list[str]) -> list[dict[str, Any] | None]:
     if not ids:
         return []
-    marks = cast(list[bytes | None], connection.hmget(RETRIED, ids))
+    marks = cast(list[bytes | None], connection.hmget(schema.DEAD_LETTERS_RETRIED, ids))
     return [None if m is None else msgspec.json.decode(m) for m in marks]
 
 
@@ -378,14 +319,20 @@ def retry(
 
 def _mark_retried(connection: redis.Redis, entry: DeadLetter) -> dict[str, Any]:
     mark = {"atMs": now_ms(), "times": (entry.retried or {}).get("times", 0) + 1}
-    connection.hset(RETRIED, entry.id, msgspec.json.encode(mark))
-    if int(connection.hlen(RETRIED)) > MAXLEN:  # drop the marks of entries the stream trimmed away
+    connection.hset(schema.DEAD_LETTERS_RETRIED, entry.id, msgspec.json.encode(mark))
+    if (
+        int(connection.hlen(schema.DEAD_LETTERS_RETRIED)) > MAXLEN
+    ):  # drop the marks of entries the stream trimmed away
         oldest = cast(list[tuple[bytes, Any]], connection.xrange(schema.DEAD_LETTERS, count=1))
         if oldest:
             first = _stream_id(oldest[0][0].decode())
-            gone = [k for k in cast(list[bytes], connection.hkeys(RETRIED)) if _stream_id(k.decode()) < first]
+            gone = [
+                k
+                for k in cast(list[bytes], connection.hkeys(schema.DEAD_LETTERS_RETRIED))
+                if _stream_id(k.decode()) < first
+            ]
             if gone:
-                connection.hdel(RETRIED, *gone)
+                connection.hdel(schema.DEAD_LETTERS_RETRIED, *gone)
     return mark
 
 

@@ -22,8 +22,8 @@ from webhook_service.auth import require_token
 from webhook_service.http_errors import error_response, store_errors
 from webhook_service.services import Services, get_services
 from workers import deadletters
-from workers.recordings import notify
-from workers.recordings.store import load
+from workers.recordings import WEBHOOK_ID, deliveries_of, delivery_view, load
+from workers.recordings import redeliver as send_again
 
 bp = Blueprint("deadletters", __name__)
 
@@ -104,12 +104,12 @@ def recording_notifications(recording_id: str) -> Response:
     connection = get_services().redis
     if not RECORDING_ID.fullmatch(recording_id) or load(connection, recording_id) is None:
         return _not_found("recording", recording_id, "id")
-    return jsonify({"id": recording_id, "notifications": notify.deliveries_of(connection, recording_id)})
+    return jsonify({"id": recording_id, "notifications": deliveries_of(connection, recording_id)})
 
 
 def redeliver_notification(services: Services, webhook_id: str) -> dict[str, Any] | None:
     """Send one notification again with this process's settings (API and dashboard alike)."""
-    return notify.redeliver(
+    return send_again(
         services.redis,
         webhook_id,
         notify_url=services.settings.notify_url,
@@ -123,7 +123,7 @@ def redeliver_notification(services: Services, webhook_id: str) -> dict[str, Any
 @store_errors
 def redeliver(webhook_id: str) -> Response:
     """Send a notification again with the same ``webhook-id``: 202 with its delivery record."""
-    if not notify.WEBHOOK_ID.fullmatch(webhook_id):
+    if not WEBHOOK_ID.fullmatch(webhook_id):
         return _not_found("notification", webhook_id, "webhookId")
     services = get_services()
     try:
@@ -132,6 +132,6 @@ def redeliver(webhook_id: str) -> Response:
         return error_response(409, "not_retryable", str(exc), field="webhookId")
     if record is None:
         return _not_found("notification", webhook_id, "webhookId")
-    response = jsonify(notify.delivery_view(record))
+    response = jsonify(delivery_view(record))
     response.status_code = 202
     return response

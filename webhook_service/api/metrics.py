@@ -29,14 +29,13 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from webhook_service.services import get_services
-from workers.agora.ratelimit import MARGIN_MS
+from workers.agora import MARGIN_MS
 from workers.core import measure, schema
-from workers.recordings import admission
-from workers.recordings.decide import poll_interval
-from workers.recordings.machine import TERMINAL, State
+from workers.recordings import TERMINAL, State, admission_usage, poll_interval
 
 bp = Blueprint("metrics", __name__)
 
@@ -123,7 +122,7 @@ class RedisCollector(Collector):
         pipe.time()
         pipe.hgetall(schema.STATS)
         for name in QUEUES:
-            pipe.llen(f"rq:queue:{name}")
+            pipe.llen(Queue.redis_queue_namespace_prefix + name)
         for name in QUEUES:
             pipe.zcard(FailedJobRegistry.key_template.format(name))
         pipe.zcard(ScheduledJobRegistry.key_template.format(schema.NOTIFY_QUEUE))
@@ -133,9 +132,9 @@ class RedisCollector(Collector):
         pipe.zcard(schema.TIMERS)
         pipe.zcard(schema.RECORDINGS_INDEX)
         pipe.zrange(schema.ACTIVE_RECORDINGS, 0, -1)
-        pipe.hgetall(measure.RECORDING_STATES)
-        pipe.hgetall(measure.APPLY_HISTOGRAM)
-        pipe.hgetall(measure.AGORA_HISTOGRAM)
+        pipe.hgetall(schema.RECORDING_STATES)
+        pipe.hgetall(schema.APPLY_HISTOGRAM)
+        pipe.hgetall(schema.AGORA_HISTOGRAM)
         pipe.xlen(schema.DEAD_LETTERS)
         answers = iter(pipe.execute())
         n = len(QUEUES)
@@ -155,7 +154,7 @@ class RedisCollector(Collector):
             apply={_text(k): int(v) for k, v in next(answers).items()},
             agora={_text(k): int(v) for k, v in next(answers).items()},
             dead=next(answers),
-            admission=admission.usage(self.connection),
+            admission=admission_usage(self.connection),
         )
 
     def _second_round(self, scrape: Scrape) -> None:
@@ -169,7 +168,7 @@ class RedisCollector(Collector):
             pipe.zcount(schema.rate_limit(self.app_id), now_ms - RATE_WINDOW_MS, "+inf")
         stale = [recording_id for recording_id in scrape.states if recording_id not in scrape.active]
         if stale:
-            pipe.hdel(measure.RECORDING_STATES, *stale)
+            pipe.hdel(schema.RECORDING_STATES, *stale)
         answers = pipe.execute()
         scrape.overdue = answers[0]
         scrape.oldest = [

@@ -1,6 +1,6 @@
 """``POST /webhooks/agora``: the NCS receiver, mounted in front of the Flask app as WSGI middleware.
 
-It keeps the ingest promise of ``design.md``: read the raw body (capped), verify the signature on those
+It keeps the ingest promise of ``docs/design.md`` §3: read the raw body (capped), verify the signature on those
 exact bytes, validate the envelope, then store + dedupe + hand to workers in one atomic Redis step, and
 answer only after that step succeeded. Every other request goes on to Flask.
 
@@ -29,8 +29,7 @@ import msgspec
 from webhook_service.errors import SignatureError
 from webhook_service.signature import verify_signature
 from workers.core.errors import EventError, StoreUnavailableError
-from workers.ncs.envelope import decode_envelope
-from workers.ncs.inbox import Inbox
+from workers.ncs import Inbox, decode_envelope
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from flask import Blueprint, Response, jsonify
 from webhook_service.api.recordings import MAX_BODY_BYTES, MAX_CURSOR, MAX_IDEMPOTENCY_KEY
 from webhook_service.api.sessions import SID
 from workers import deadletters
-from workers.agora.bodies import (
+from workers.agora import (
     RecordingConfig,
     RecordingFileConfig,
     ServiceParam,
@@ -28,9 +28,8 @@ from workers.agora.bodies import (
     UpdateClientRequest,
     UpdateLayoutClientRequest,
 )
-from workers.ncs.envelope import MAX_PAYLOAD_DEPTH
-from workers.recordings.machine import Desired, SessionOutcome, State
-from workers.recordings.store import (
+from workers.ncs import MAX_PAYLOAD_DEPTH
+from workers.recordings import (
     MAX_CNAME_CHARS,
     MAX_DURATION_SECONDS,
     MAX_JSON_DEPTH,
@@ -41,6 +40,9 @@ from workers.recordings.store import (
     MAX_LIST_SCAN,
     MAX_RESTARTS_LIMIT,
     MAX_TOKEN_CHARS,
+    Desired,
+    SessionOutcome,
+    State,
 )
 
 bp = Blueprint("openapi", __name__)

@@ -6,6 +6,7 @@ Errors are ``{"error": {"code", "message", "field"}}``; a body that names a fiel
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable
@@ -17,24 +18,23 @@ from flask import Blueprint, Response, jsonify, request
 from webhook_service.auth import require_token
 from webhook_service.http_errors import error_response, store_errors
 from webhook_service.services import get_services
-from workers.agora import AgoraRequestError
-from workers.agora.bodies import explain_validation_error
+from workers.agora import AgoraRequestError, explain_validation_error
 from workers.core.redact import redact
-from workers.ncs.store import read_session
-from workers.recordings.admission import position
-from workers.recordings.machine import State
-from workers.recordings.model import Recording
-from workers.recordings.store import (
+from workers.ncs import read_session
+from workers.recordings import (
     MAX_CNAME_CHARS,
     MAX_LIST,
     IdempotencyConflictError,
+    Recording,
     RecordingSpec,
+    State,
     TooManyCommandsError,
     check_change,
     check_json_bounds,
     create_recording,
     list_recordings,
     load,
+    queue_position,
     send_command,
     timeline,
 )
@@ -88,6 +88,7 @@ def _too_large() -> Response:
 def _with_recording(view: Callable[[Recording], Response]) -> Callable[[str], Response]:
     """Token check, Redis errors as 503, and the recording loaded (404 naming ``id`` when unknown)."""
 
+    @functools.wraps(view)
     def wrapper(recording_id: str) -> Response:
         recording = load(get_services().redis, recording_id) if RECORDING_ID.fullmatch(recording_id) else None
         if recording is None:
@@ -95,14 +96,12 @@ def _with_recording(view: Callable[[Recording], Response]) -> Callable[[str], Re
             return error_response(404, "not_found", f"no recording {shown!r}", field="id")
         return view(recording)
 
-    wrapper.__name__ = view.__name__
-    wrapper.__doc__ = view.__doc__
     return require_token(store_errors(wrapper))
 
 
 def _view(recording: Recording) -> dict[str, Any]:
     """The API view, with its place in the admission queue when it waits there."""
-    place = position(get_services().redis, recording) if recording.state == State.QUEUED else None
+    place = queue_position(get_services().redis, recording) if recording.state == State.QUEUED else None
     return recording.public(place)
 
 

@@ -13,7 +13,7 @@ from webhook_service.auth import require_token
 from webhook_service.http_errors import error_response
 from webhook_service.services import get_services
 from workers.core.redact import redact
-from workers.ncs.store import SessionSummary, read_session, read_summary
+from workers.ncs import SessionSummary, read_session, read_summary
 
 T = TypeVar("T")
 

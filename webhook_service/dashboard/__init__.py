@@ -165,7 +165,7 @@ def _http_error(exc: HTTPException) -> tuple[str, int]:
 
 
 @bp.errorhandler(redis.RedisError)
-def _store_error(exc: redis.RedisError) -> tuple[str, int]:
+def _store_error(_exc: redis.RedisError) -> tuple[str, int]:
     return render_template(
         "dashboard/error.html", code=503, message="Redis is not answering; retry later"
     ), 503

@@ -20,11 +20,20 @@ from webhook_service.services import Services
 from workers import deadletters
 from workers.core import schema
 from workers.core.redact import redact
-from workers.ncs.store import read_session
-from workers.recordings import notify
-from workers.recordings.machine import TERMINAL, State
-from workers.recordings.model import Recording
-from workers.recordings.store import MAX_CNAME_CHARS, list_recordings, load, send_command, timeline
+from workers.ncs import read_session
+from workers.recordings import (
+    MAX_CNAME_CHARS,
+    TERMINAL,
+    WEBHOOK_ID,
+    Recording,
+    State,
+    deliveries_of,
+    list_recordings,
+    load,
+    load_delivery,
+    send_command,
+    timeline,
+)
 
 PAGE_SIZE = 50
 _CURSOR = re.compile(r"[0-9]{1,19}")
@@ -223,7 +232,7 @@ def recording_page(services: Services, recording_id: str) -> dict[str, Any] | No
         "events": events,
         "svg": draw(public["sessions"], events, recording.created_ms, recording.ended_ms or now),
         "last_error": msgspec.json.encode(public["lastError"]).decode() if public["lastError"] else "",
-        "notifications": [_delivery_row(d) for d in notify.deliveries_of(services.redis, recording.id)],
+        "notifications": [_delivery_row(d) for d in deliveries_of(services.redis, recording.id)],
         "created": iso(recording.created_ms),
         "ended": iso(recording.ended_ms),
     }
@@ -317,7 +326,7 @@ def notifications_page(services: Services, args: Mapping[str, str]) -> dict[str,
             services.redis, state=None, cname=None, limit=NOTIFICATION_RECORDINGS, cursor=None
         )
         ids = [r.id for r in newest]
-    deliveries = [d for rid in ids for d in notify.deliveries_of(services.redis, rid)]
+    deliveries = [d for rid in ids for d in deliveries_of(services.redis, rid)]
     deliveries.sort(key=lambda d: d.get("createdMs") or 0, reverse=True)
     return {
         "deliveries": [_delivery_row(d) for d in deliveries],
@@ -329,10 +338,7 @@ def notifications_page(services: Services, args: Mapping[str, str]) -> dict[str,
 
 def redeliver(services: Services, webhook_id: str) -> str | None:
     """Send a notification again (as ``POST /v1/notifications/{id}/redeliver``); None when unknown."""
-    if (
-        not notify.WEBHOOK_ID.fullmatch(webhook_id)
-        or notify.load_delivery(services.redis, webhook_id) is None
-    ):
+    if not WEBHOOK_ID.fullmatch(webhook_id) or load_delivery(services.redis, webhook_id) is None:
         return None
     try:
         record = redeliver_notification(services, webhook_id)

@@ -2,7 +2,7 @@
 
 Field names on the wire are Agora's (camelCase, plus the few snake_case ones Agora uses: ``x_axis``,
 ``render_mode``, ``image_url``, ``async_stop``). ``check(mode)`` refuses what Agora would refuse
-(``agora-reference.md`` §3.4-§3.8) with an :class:`AgoraRequestError` naming the wire path of the field, e.g.
+(``docs/agora.md`` §3.4-§3.8) with an :class:`AgoraRequestError` naming the wire path of the field, e.g.
 ``clientRequest.recordingConfig.maxIdleTime``. Bodies can be built in code or from JSON-shaped dicts with
 :func:`from_json_dict`, which reports type errors the same way.
 

@@ -1,4 +1,4 @@
-"""A small client for Agora's Cloud Recording REST API v1 (``agora-reference.md`` §3).
+"""A small client for Agora's Cloud Recording REST API v1 (``docs/agora.md`` §3).
 
 Every call: the body is checked locally first (:mod:`workers.agora.bodies`), then sent with Basic auth,
 ``Content-Type: application/json;charset=utf-8`` and a timeout, over the host ladder of

@@ -1,6 +1,6 @@
 """One table from an Agora answer (endpoint, HTTP status, Agora ``code``) to what the caller does next.
 
-Sources: ``agora-reference.md`` §3.9 (current status-code table, legacy codes and the retryability summary) and
+Sources: ``docs/agora.md`` §3.9 (current status-code table, legacy codes and the retryability summary) and
 §2 (start: 5xx and 65 retried with the same parameters, re-acquire when that keeps failing). Rows are tried in
 order; ``None`` in a row matches anything. The orchestration decides *how often* and *how long*; this table only
 says *what kind* of answer it was.

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import redis
 
-from workers.core import schema
+from workers.core import schema, scripts
 
 MARGIN_MS = 50
 #: Periodic queries of confirmed sessions use at most this share of the window, so that starts, stops and
@@ -56,60 +56,12 @@ TIERS: dict[str, Tier] = {
 WAITING_FLAGS = ("stop", "start", "acquire")
 FLAG_OUTLASTS_MS = 500
 
-# KEYS: window, sequence, then the waiters of the tiers others yield to (stop, start, acquire: sorted sets of
-# who waits, until when). ARGV: limit, window ms, limit while a tier it yields to has a waiter, the tiers it
-# yields to ('1'/'0' each), the tier it waits as when refused (1-based, 0: none), how long a wait is kept
-# past its slot's time (ms), the caller (waits of one caller replace each other; a slot taken ends its wait).
-# Answers -n (go: counted as member n) or the milliseconds until a slot frees.
-TAKE_LUA = """
-local key, limit, window = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
-local now = redis.call('TIME')
-local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
-for i = 1, #ARGV[4] do
-  if string.sub(ARGV[4], i, i) == '1' and redis.call('ZCOUNT', KEYS[2 + i], now_ms, '+inf') > 0 then
-    limit = tonumber(ARGV[3])
-  end
-end
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms - window)
-local count = redis.call('ZCARD', key)
-local waits_as = tonumber(ARGV[5])
-if count < limit then
-  local seq = redis.call('INCR', KEYS[2])
-  redis.call('ZADD', key, now_ms, seq)
-  redis.call('PEXPIRE', key, window * 2)
-  redis.call('PEXPIRE', KEYS[2], window * 2)
-  if waits_as > 0 then redis.call('ZREM', KEYS[2 + waits_as], ARGV[7]) end
-  return -seq
-end
--- the send time whose expiry brings the window below this call's limit
-local freeing = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
-local wait = math.max(1, tonumber(freeing[2]) + window - now_ms + 1)
-if waits_as > 0 then
-  local waiters = KEYS[2 + waits_as]
-  redis.call('ZREMRANGEBYSCORE', waiters, '-inf', now_ms)
-  redis.call('ZADD', waiters, now_ms + wait + tonumber(ARGV[6]), ARGV[7])
-  redis.call('PEXPIRE', waiters, wait + tonumber(ARGV[6]) + window)
-end
-return wait
-"""
-
-
-# KEYS: window. ARGV: member. The slot's send time becomes now (it only ever moves later: never more requests
-# in a window than were admitted).
-RESTAMP_LUA = """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  local now = redis.call('TIME')
-  redis.call('ZADD', KEYS[1], 'XX', now[1] * 1000 + math.floor(now[2] / 1000), ARGV[1])
-end
-"""
-
 
 class RateLimiter:
     """``take()`` before each Agora call; shared by every process using the same Redis."""
 
     def __init__(self, connection: redis.Redis, app_id: str, per_second: int) -> None:
-        self._script = connection.register_script(TAKE_LUA)
-        self._restamp = connection.register_script(RESTAMP_LUA)
+        self._redis = connection
         self._keys = [
             schema.rate_limit(app_id),
             schema.rate_limit_sequence(app_id),
@@ -129,7 +81,8 @@ class RateLimiter:
         yields = "".join("1" if flag in rule.yields_to else "0" for flag in WAITING_FLAGS)
         raises = WAITING_FLAGS.index(rule.flag) + 1 if rule.flag else 0
         answer = int(
-            self._script(
+            scripts.TAKE_SLOT(
+                self._redis,
                 keys=self._keys,
                 args=[
                     limit,
@@ -163,5 +116,5 @@ class RateLimiter:
         busy host between the take and the send only keeps the slot longer in the window)."""
         if self.per_second <= 0 or self.taken is None:
             return
-        self._restamp(keys=self._keys[:1], args=[self.taken])
+        scripts.RESTAMP_SLOT(self._redis, keys=self._keys[:1], args=[self.taken])
         self.taken = None

@@ -1,4 +1,4 @@
-"""Agora's answers, read leniently (``agora-reference.md`` §3.4-§3.8).
+"""Agora's answers, read leniently (``docs/agora.md`` §3.4-§3.8).
 
 Numbers may come as strings (``"status": "5"``), booleans as ``"true"``, file names as ``fileName`` or
 ``filename``, ``fileList`` as one playlist name (``fileListMode: "string"``) or a list of objects

@@ -1,4 +1,4 @@
-"""Where Agora's REST API is reached, and how a call survives an unreachable host (``agora-reference.md`` §3.1).
+"""Where Agora's REST API is reached, and how a call survives an unreachable host (``docs/agora.md`` §3.1).
 
 The documented ladder: retry the primary domain; then the other primary (``api.agora.io`` ↔ ``api.sd-rtn.com``),
 skipped when the failure was a network error rather than DNS; then the neighbouring regional domains, with

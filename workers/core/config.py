@@ -1,6 +1,6 @@
 """Settings read from the environment, validated once at start-up.
 
-Every field maps to one environment variable (see ``contract.md``). A missing or malformed value raises
+Every field maps to one environment variable (see ``docs/contract.md`` §4). A missing or malformed value raises
 :class:`~workers.core.errors.ConfigError` naming the variable, so a process refuses to start rather than
 misbehave later. Secret-shaped settings are checked for their shape too (``NOTIFY_SECRET``, ``AGORA_NCS_SECRETS``,
 ``API_TOKENS``, the Agora and storage credentials), never echoing the value. Secrets are kept out of ``repr``
@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from workers.core.errors import ConfigError
 from workers.core.redact import redact_url
@@ -93,7 +93,10 @@ class Settings:
         env = _Env(os.environ if environ is None else environ)
         environment = env.choice("APP_ENV", ENVIRONMENTS, "production")
         settings = cls(
-            redis_url=env.url("REDIS_URL", schemes=("redis", "rediss", "unix"), required=True),
+            redis_url=_with_cert_reqs(
+                env.url("REDIS_URL", schemes=("redis", "rediss", "unix"), required=True),
+                env.choice("REDIS_SSL_CERT_REQS", ("required", "optional", "none"), "required"),
+            ),
             environment=environment,
             port=env.integer("PORT", 8000, low=1, high=65535),
             ncs_secrets=env.secret_list("AGORA_NCS_SECRETS"),
@@ -158,6 +161,20 @@ class Settings:
 def current_settings() -> Settings:
     """The settings of this process, read from ``os.environ`` on first use (workers and jobs)."""
     return Settings.from_env()
+
+
+def _with_cert_reqs(redis_url: str, cert_reqs: str) -> str:
+    """``REDIS_URL`` with ``ssl_cert_reqs`` when TLS certificates are not to be verified in full: managed Redis
+    add-ons (Heroku's among them) give a ``rediss://`` URL whose server certificate is self-signed, and own
+    the URL, so the setting is separate. Every client built from the URL (web, workers, RQ) gets it."""
+    if cert_reqs == "required":
+        return redis_url
+    parts = urlsplit(redis_url)
+    if parts.scheme != "rediss":
+        raise ConfigError("REDIS_SSL_CERT_REQS applies to a rediss:// REDIS_URL only")
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "ssl_cert_reqs"]
+    query.append(("ssl_cert_reqs", cert_reqs))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 class _Env:

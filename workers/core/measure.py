@@ -17,20 +17,15 @@ measurement never breaks the work it measures).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import redis
 
-from workers.core import schema
+from workers.core import schema, scripts
 
 log = logging.getLogger(__name__)
 
-APPLY_HISTOGRAM = f"{schema.PREFIX}:hist:apply"
-AGORA_HISTOGRAM = f"{schema.PREFIX}:hist:agora"
-RECORDING_STATES = f"{schema.PREFIX}:recordings:state"
 
 #: Upper bounds (milliseconds) of the accepted-to-applied histogram.
 APPLY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000)
@@ -38,48 +33,6 @@ APPLY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000,
 AGORA_BUCKETS_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10_000, 20_000)
 INF = "+Inf"
 TRANSPORT_ERROR = "transport_error"
-
-# KEYS: histogram. ARGV: number of bounds, the bounds (ms), then the entries' acceptance times (ms).
-APPLY_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local nb = tonumber(ARGV[1])
-local counts, sum = {}, 0
-for i = nb + 2, #ARGV do
-  local age = math.max(0, now - tonumber(ARGV[i]))
-  sum = sum + age
-  local field = '+Inf'
-  for j = 2, nb + 1 do
-    if age <= tonumber(ARGV[j]) then field = ARGV[j] break end
-  end
-  counts[field] = (counts[field] or 0) + 1
-end
-for field, count in pairs(counts) do redis.call('HINCRBY', KEYS[1], field, count) end
-redis.call('HINCRBY', KEYS[1], 'sum_ms', sum)
-return sum
-"""
-
-# KEYS: states hash, stats. ARGV: id, state, terminal (0/1), entered (0/1).
-STATE_LUA = """
-if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[2], 'entered:' .. ARGV[2], 1) end
-if ARGV[3] == '1' then return redis.call('HDEL', KEYS[1], ARGV[1]) end
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current and string.match(current, '^[^ ]+') == ARGV[2] then return 0 end
-local t = redis.call('TIME')
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
-return 1
-"""
-
-
-_SHA = {script: hashlib.sha1(script.encode()).hexdigest() for script in (APPLY_LUA, STATE_LUA)}
-
-
-def _script(connection: redis.Redis, script: str, numkeys: int, *args: Any) -> Any:
-    """EVALSHA, falling back to EVAL once when Redis does not have the script cached (restart, flush)."""
-    try:
-        return connection.evalsha(_SHA[script], numkeys, *args)
-    except redis.exceptions.NoScriptError:
-        return connection.eval(script, numkeys, *args)
 
 
 def bucket_of(value_ms: float, bounds: Sequence[int]) -> str:
@@ -96,8 +49,10 @@ def record_applied(connection: redis.Redis, entries: Sequence[tuple[bytes, objec
         return
     try:
         accepted = [int(entry_id.split(b"-", 1)[0]) for entry_id, _ in entries]
-        _script(
-            connection, APPLY_LUA, 1, APPLY_HISTOGRAM, len(APPLY_BUCKETS_MS), *APPLY_BUCKETS_MS, *accepted
+        scripts.COUNT_APPLIED(
+            connection,
+            keys=[schema.APPLY_HISTOGRAM],
+            args=[len(APPLY_BUCKETS_MS), *APPLY_BUCKETS_MS, *accepted],
         )
     except (redis.RedisError, ValueError):
         log.debug("apply latency not recorded", exc_info=True)
@@ -108,8 +63,8 @@ def record_agora(connection: redis.Redis, endpoint: str, outcome: str, seconds: 
     prefix = f"{endpoint}|{outcome}|"
     try:
         pipe = connection.pipeline(transaction=False)
-        pipe.hincrby(AGORA_HISTOGRAM, prefix + bucket_of(seconds * 1000, AGORA_BUCKETS_MS), 1)
-        pipe.hincrby(AGORA_HISTOGRAM, prefix + "sum_us", max(0, round(seconds * 1_000_000)))
+        pipe.hincrby(schema.AGORA_HISTOGRAM, prefix + bucket_of(seconds * 1000, AGORA_BUCKETS_MS), 1)
+        pipe.hincrby(schema.AGORA_HISTOGRAM, prefix + "sum_us", max(0, round(seconds * 1_000_000)))
         pipe.execute()
     except redis.RedisError:
         log.debug("agora request not recorded", exc_info=True)
@@ -120,16 +75,10 @@ def record_state(
 ) -> None:
     """Note a recording's state after a save; ``entered`` when it changed into it (counted once)."""
     try:
-        _script(
+        scripts.NOTE_STATE(
             connection,
-            STATE_LUA,
-            2,
-            RECORDING_STATES,
-            schema.STATS,
-            recording_id,
-            state,
-            1 if terminal else 0,
-            1 if entered else 0,
+            keys=[schema.RECORDING_STATES, schema.STATS],
+            args=[recording_id, state, 1 if terminal else 0, 1 if entered else 0],
         )
     except redis.RedisError:
         log.debug("recording state not recorded", exc_info=True)

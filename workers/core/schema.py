@@ -6,7 +6,10 @@ against :data:`PATTERNS`."""
 
 from __future__ import annotations
 
+import inspect
+import re
 import zlib
+from collections.abc import Iterable
 
 PREFIX = "acr"
 
@@ -34,8 +37,12 @@ OLD_JOB_PATHS = {
 }
 
 STATS = f"{PREFIX}:stats"
-DRAIN_JOB_SEQUENCE = f"{PREFIX}:inbox:jobseq"
 DEAD_LETTERS = f"{PREFIX}:dead"
+#: Hash: dead-letter entry id -> when and how it was retried (stream entries cannot change).
+DEAD_LETTERS_RETRIED = f"{PREFIX}:dead:retried"
+#: Hashes of counters for /metrics: accepted-to-applied histogram, Agora request histogram.
+APPLY_HISTOGRAM = f"{PREFIX}:hist:apply"
+AGORA_HISTOGRAM = f"{PREFIX}:hist:agora"
 UNROUTED = f"{PREFIX}:unrouted"
 SESSIONS_INDEX = f"{PREFIX}:sessions"
 
@@ -99,6 +106,17 @@ def rate_limit_waiting(app_id: str, tier: str) -> str:
 
 RECORDINGS_INDEX = f"{PREFIX}:recordings"  # sorted set: id by creation time (ms)
 ACTIVE_RECORDINGS = f"{PREFIX}:recordings:active"  # sorted set: non-terminal ids by last update (ms)
+RECORDING_STATES = f"{PREFIX}:recordings:state"  # hash: id -> "state since-ms" of non-terminal recordings
+
+
+def notification(message_id: str) -> str:
+    """A notification's delivery record (JSON: type, recording, each attempt)."""
+    return f"{PREFIX}:notification:{message_id}"
+
+
+def recording_notifications(recording_id: str) -> str:
+    """A recording's notifications (sorted set: webhook-id by creation time, ms)."""
+    return f"{PREFIX}:rec:{recording_id}:notifications"
 
 
 def recording(recording_id: str) -> str:
@@ -189,3 +207,47 @@ def admission_agora_full(klass: str) -> str:
     """Recordings of a capacity class holding a slot that wait because Agora answered 406 (set): while any
     does, nobody new leaves the queue."""
     return f"{PREFIX}:admission:{klass}:agora_full"
+
+
+# -- checking names against the schema ------------------------------------------------------------------
+
+#: Arguments that may hold any character, ':' included (Agora's channel names and sids, client-chosen keys,
+#: holder ids ``host:pid:token``); every other argument is one segment of the name.
+_FREE_FORM = frozenset({"sid", "cname", "notice_id", "key", "holder"})
+#: RQ's own keys (queues, jobs, registries, workers) live under RQ's prefix, named after :data:`QUEUES`.
+RQ_PREFIX = "rq:"
+
+
+def _patterns() -> list[re.Pattern[str]]:
+    """One pattern per key of the schema: the constants above, and each builder with every argument a
+    wildcard."""
+    patterns = []
+    for name, value in globals().items():
+        if isinstance(value, str) and value.startswith(PREFIX + ":"):
+            patterns.append(re.compile(re.escape(value)))
+        elif inspect.isfunction(value) and value.__module__ == __name__ and not name.startswith("_"):
+            parameters = list(inspect.signature(value).parameters)
+            if name in ("partition_of", "unknown_keys"):
+                continue
+            marks = [f"\0{i}\0" for i in range(len(parameters))]
+            pattern = re.escape(value(*marks))
+            for mark, parameter in zip(marks, parameters, strict=True):
+                wildcard = ".+" if parameter in _FREE_FORM else "[^:]+"
+                pattern = pattern.replace(re.escape(mark), wildcard)
+            patterns.append(re.compile(pattern))
+    return patterns
+
+
+def unknown_keys(names: Iterable[str | bytes]) -> list[str]:
+    """The names that no key of this schema (nor RQ) can have: keys written outside the schema."""
+    patterns = PATTERNS
+    found = []
+    for raw in names:
+        name = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        if name.startswith(RQ_PREFIX) or any(p.fullmatch(name) for p in patterns):
+            continue
+        found.append(name)
+    return sorted(found)
+
+
+PATTERNS = _patterns()

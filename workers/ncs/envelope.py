@@ -1,6 +1,6 @@
 """NCS callback bodies: the envelope Agora sends, and the normalised event the workers apply.
 
-Only the envelope is validated strictly (``agora-reference.md`` §1.2): ``noticeId`` string, ``productId``,
+Only the envelope is validated strictly (``docs/agora.md`` §1.2): ``noticeId`` string, ``productId``,
 ``eventType`` and ``notifyMs`` integers (string-typed numbers from older payloads are accepted), ``payload``
 an object. Everything inside ``payload`` is read leniently: unknown fields are kept in the stored raw body,
 odd types become ``None`` rather than a rejection, and Cloud Transcoder events (same productId, no ``sid``)

@@ -21,8 +21,9 @@ the rest of the request (measured in ``bench/README.md``).
 
 from __future__ import annotations
 
-import hashlib
+import itertools
 import os
+import secrets
 import threading
 import time
 from datetime import UTC, datetime
@@ -33,7 +34,7 @@ import redis
 from rq.job import Job
 from rq.queue import Queue
 
-from workers.core import schema
+from workers.core import schema, scripts
 from workers.core.errors import StoreUnavailableError
 
 DRAIN_JOB_TIMEOUT = 300
@@ -43,80 +44,13 @@ QUEUED_FLAG_TTL = 120
 #: A partition whose oldest unapplied event is older than this is woken by the sweep, queued flag or not.
 STALE_BACKLOG_MS = 10_000
 _JOB_ID_PREFIX = "acr-drain-"
+_JOB_IDS = itertools.count()
+_RUN = secrets.token_hex(4)
 
-# Creates a drain job from the partition's template and pushes it on RQ's queue, as Queue.enqueue would.
-# Expects: tpl_key, queue_key, queues_key, seq_key, job_key_prefix, enqueued_at.
-_ENQUEUE_DRAIN_LUA = (
-    """
-local function enqueue_drain(tpl_key, queue_key, queues_key, seq_key, job_key_prefix, enqueued_at)
-  local job_id = '"""
-    + _JOB_ID_PREFIX
-    + """' .. redis.call('INCR', seq_key)
-  local job_key = job_key_prefix .. job_id
-  redis.call('HSET', job_key, unpack(redis.call('HGETALL', tpl_key)))
-  redis.call('HSET', job_key, 'status', 'queued', 'created_at', enqueued_at, 'enqueued_at', enqueued_at)
-  redis.call('RPUSH', queue_key, job_id)
-  redis.call('SADD', queues_key, queue_key)
-  return job_id
-end
-"""
-)
 
-# Accepts a batch of events, each on its own: one failing (XADD refused) does not stop the others.
-# KEYS: rq queue, rq queues set, job sequence, stats
-# ARGV: key prefix, dedupe ttl, enqueued_at, rq job key prefix, queued flag ttl,
-#       then per event: notice id, partition, raw body
-# Answers per event: 1 accepted, 0 duplicate, -1 no job template (nothing written), -2 not stored
-ACCEPT_LUA = (
-    _ENQUEUE_DRAIN_LUA
-    + """
-local prefix, ttl, enqueued_at, job_prefix, flag_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local out, accepted, duplicates = {}, 0, 0
-for i = 6, #ARGV, 3 do
-  local notice_id, partition, body = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local seen = prefix .. ':seen:' .. notice_id
-  local inbox = prefix .. ':inbox:' .. partition
-  local result
-  if redis.call('EXISTS', seen) == 1 then
-    duplicates = duplicates + 1
-    result = 0
-  elseif redis.call('EXISTS', inbox .. ':job') == 0 then
-    result = -1
-  else
-    local added = redis.pcall('XADD', inbox, '*', 'n', notice_id, 'b', body)
-    if type(added) == 'table' and added.err then
-      result = -2
-    else
-      if redis.call('SET', inbox .. ':queued', '1', 'NX', 'EX', flag_ttl) then
-        enqueue_drain(inbox .. ':job', KEYS[1], KEYS[2], KEYS[3], job_prefix, enqueued_at)
-      end
-      redis.call('SET', seen, '1', 'EX', ttl)  -- last: an event not stored leaves no marker
-      accepted = accepted + 1
-      result = 1
-    end
-  end
-  out[#out + 1] = result
-end
-if accepted > 0 then redis.call('HINCRBY', KEYS[4], 'accepted', accepted) end
-if duplicates > 0 then redis.call('HINCRBY', KEYS[4], 'duplicate', duplicates) end
-return out
-"""
-)
-
-# Wakes a partition unconditionally (the sweep found a stale backlog).
-# KEYS: queued flag, job template, rq queue, rq queues set, job sequence; ARGV: enqueued_at, prefix, flag ttl
-WAKE_LUA = (
-    _ENQUEUE_DRAIN_LUA
-    + """
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  return -1
-end
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
-return enqueue_drain(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2], ARGV[1])
-"""
-)
-
-_ACCEPT_SHA = hashlib.sha1(ACCEPT_LUA.encode()).hexdigest()
+def new_job_id() -> str:
+    """A drain job id unique across processes and hosts (a new drain job may be created on any callback)."""
+    return f"{_JOB_ID_PREFIX}{_RUN}-{os.getpid():x}-{next(_JOB_IDS)}"
 
 
 def rq_timestamp(moment: datetime | None = None) -> str:
@@ -267,12 +201,20 @@ class Inbox:
                     self._committing = False
 
     def _store(self, group: list[_Pending]) -> list[Any]:
-        command: list[Any] = [
-            "EVALSHA", _ACCEPT_SHA, 4, self._queue_key, self._queues_key, schema.DRAIN_JOB_SEQUENCE, schema.STATS,
-            schema.PREFIX, self._dedupe_ttl, self._clock.now(), self._job_prefix, QUEUED_FLAG_TTL,
-        ]  # fmt: skip
+        keys: list[Any] = [self._queue_key, self._queues_key, schema.STATS]
+        args: list[Any] = [self._dedupe_ttl, self._clock.now(), QUEUED_FLAG_TTL]
         for item in group:
-            command.extend(item.args)
+            notice_id, partition, raw = item.args
+            job_id = new_job_id()
+            keys += [
+                schema.seen(notice_id),
+                schema.inbox(partition),
+                schema.drain_job_template(partition),
+                schema.inbox_queued(partition),
+                self._job_prefix + job_id,
+            ]
+            args += [notice_id, raw, job_id]
+        command: list[Any] = ["EVALSHA", scripts.ACCEPT.sha, len(keys), *keys, *args]
         conn = self._connection()
         try:
             try:
@@ -280,7 +222,7 @@ class Inbox:
                 results = conn.read_response()
             except redis.exceptions.NoScriptError:
                 # Redis restarted or flushed its script cache: EVAL sends the text and caches it again.
-                command[:2] = ["EVAL", ACCEPT_LUA]
+                command[:2] = ["EVAL", scripts.ACCEPT.source]
                 conn.send_packed_command([hiredis.pack_command(tuple(command))])
                 results = conn.read_response()
         except redis.RedisError as exc:
@@ -305,16 +247,17 @@ class Inbox:
 def wake(connection: redis.Redis, partition: int) -> str | None:
     """Queue a drain job for ``partition`` even if one seems queued; return its id (None without templates)."""
     queue_key, queues_key, job_prefix = _rq_keys()
-    script = connection.register_script(WAKE_LUA)
-    result = script(
+    job_id = new_job_id()
+    result = scripts.WAKE_PARTITION(
+        connection,
         keys=[
             schema.inbox_queued(partition),
             schema.drain_job_template(partition),
             queue_key,
             queues_key,
-            schema.DRAIN_JOB_SEQUENCE,
+            job_prefix + job_id,
         ],
-        args=[rq_timestamp(), job_prefix, QUEUED_FLAG_TTL],
+        args=[rq_timestamp(), QUEUED_FLAG_TTL, job_id],
     )
     if result == -1:
         install_drain_templates(connection)

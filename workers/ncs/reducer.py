@@ -1,6 +1,6 @@
 """A recording session (one Agora ``sid``) as its callbacks describe it: a pure, order-independent reducer.
 
-NCS delivers callbacks late, twice or never (``agora-reference.md`` §1.5), so the session state is defined
+NCS delivers callbacks late, twice or never (``docs/agora.md`` §1.5), so the session state is defined
 as a function of the *set* of events seen, not of their arrival order:
 
 * every component keeps the value of the event that is greatest by ``(sequence, sendts, eventType, value)``,

@@ -7,11 +7,11 @@ its turn instead of failing or churning, every recording takes a slot of its cla
 
 * at creation it enters its class's queue (:func:`queue_score`: ``high`` priority first, then creation order,
   by a counter, not a clock);
-* each step of a recording that wants to record and holds no slot runs :data:`ADMIT_LUA`: it gets a slot
+* each step of a recording that wants to record and holds no slot runs :data:`scripts.ADMIT`: it gets a slot
   when fewer recordings wait ahead of it than slots are free (so the queue drains in order), else it learns
   its position and stays ``queued``;
 * a recording holds its slot while it is wanted (recording or paused: a resume never waits) or any of its
-  sessions may still run, and gives it back in the same save that ends that (:data:`ADMISSION_SAVE_LUA` is part of
+  sessions may still run, and gives it back in the same save that ends that (:data:`workers.core.scripts.SAVE_RECORDING` does both
   the save script); the save wakes as many queued recordings as slots are free, from the head of the queue;
 * a 406 from Agora all the same (another app on the App ID, tasks Agora still counts) sends the recording
   back to ``queued``, keeping its slot, to ask again after a backoff: waiting for capacity, never a failure.
@@ -28,7 +28,7 @@ from typing import cast
 import redis
 
 from workers.agora.bodies import Mode
-from workers.core import schema
+from workers.core import schema, scripts
 from workers.core.config import Settings
 from workers.recordings.machine import Desired
 from workers.recordings.model import Priority, Recording
@@ -53,64 +53,6 @@ def queue_score(priority: Priority, sequence: int) -> int:
     return _RANK[priority] * RANK_SPAN + sequence
 
 
-# KEYS: queue, holders, creation counter, waiting after a 406. ARGV: id, slots (0: no limit), holds already (0/1), its priority's
-# score base (used when it is not queued yet: created before admission existed, or its place was lost).
-# Answers 0 when the recording holds a slot (now or before), else its 1-based place among those waiting.
-ADMIT_LUA = """
-local id, slots = ARGV[1], tonumber(ARGV[2])
-if redis.call('SISMEMBER', KEYS[2], id) == 1 then return 0 end
-if ARGV[3] == '1' or slots <= 0 then
-  redis.call('SADD', KEYS[2], id)
-  redis.call('ZREM', KEYS[1], id)
-  return 0
-end
-local rank = redis.call('ZRANK', KEYS[1], id)
-if not rank then
-  redis.call('ZADD', KEYS[1], 'NX', tonumber(ARGV[4]) + redis.call('INCR', KEYS[3]), id)
-  rank = redis.call('ZRANK', KEYS[1], id)
-end
-local free = slots - redis.call('SCARD', KEYS[2])
-if redis.call('SCARD', KEYS[4]) > 0 then free = 0 end
-if rank < free then
-  redis.call('SADD', KEYS[2], id)
-  redis.call('ZREM', KEYS[1], id)
-  return 0
-end
-return rank - math.max(free, 0) + 1
-"""
-
-#: The part of the save script that keeps the admission sets: it records a wait after a 406, gives a slot
-#: back, and wakes who may use what freed: the recordings waiting after a 406 first; when none waits, as many
-#: heads of the queue as slots are free (after a release, or when the last 406 wait ended). Expects ``id``,
-#: ``now``, ``q`` (KEYS[q] queue, KEYS[q + 1] holders, KEYS[q + 2] waiting after a 406), ``slots``,
-#: ``release`` and ``agora_full`` as locals; KEYS[4] is the timers index.
-ADMISSION_SAVE_LUA = """
-local moved = false
-if agora_full then
-  redis.call('SADD', KEYS[q + 2], id)
-elseif redis.call('SREM', KEYS[q + 2], id) == 1 then
-  moved = true
-end
-if release then
-  -- only a slot or a queue place really given back frees anything (later saves of the same end do not)
-  local held = redis.call('SREM', KEYS[q + 1], id) + redis.call('ZREM', KEYS[q], id)
-  if held > 0 then moved = true end
-end
-if moved then
-  local waiting = redis.call('SMEMBERS', KEYS[q + 2])
-  for _, other in ipairs(waiting) do redis.call('ZADD', KEYS[4], 'LT', now, other) end
-  if slots > 0 and #waiting == 0 then
-    local free = slots - redis.call('SCARD', KEYS[q + 1])
-    if free > 0 then
-      for _, head in ipairs(redis.call('ZRANGE', KEYS[q], 0, free - 1)) do
-        redis.call('ZADD', KEYS[4], 'LT', now, head)
-      end
-    end
-  end
-end
-"""
-
-
 def admit(connection: redis.Redis, rec: Recording, slots: int) -> int:
     """0 when the recording holds a slot of its class (taking one if its turn came), else its place in the
     queue (1 = next). A recording that ran sessions before (or was admitted) is re-admitted unconditionally:
@@ -118,7 +60,8 @@ def admit(connection: redis.Redis, rec: Recording, slots: int) -> int:
     klass = capacity_class(rec.mode)
     holds = rec.admitted or bool(rec.sessions)
     return int(
-        connection.register_script(ADMIT_LUA)(
+        scripts.ADMIT(
+            connection,
             keys=[
                 schema.admission_queue(klass),
                 schema.admission_holders(klass),

@@ -31,15 +31,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workers.agora import AgoraApiError, AgoraError, AgoraRequestError, Outcome, RecordingReport
-from workers.agora.ratelimit import MARGIN_MS, POLL_SHARE
 from workers.ncs.files import FileEntry, merge_file
 from workers.recordings.machine import TERMINAL, Cause, Desired, SessionOutcome, State, edge
 from workers.recordings.model import AgoraSession, Recording, recorder_uid
+from workers.recordings.polling import MISSING_WINDOW, POLL_EVERY, POLL_EVERY_MAX, POLL_JITTER
 
 CONFIRM_AFTER = 5.0
 CONFIRM_BACKOFF = (5.0, 10.0, 15.0)
 START_WINDOW = 90.0
-MISSING_WINDOW = 90.0
 MISSING_RETRY = 10.0
 #: However late the answers come (a busy rate limit, lagging workers), 404s for this long mean gone: Agora
 #: documents at most 3 migrations of at most 90 s each.
@@ -47,12 +46,6 @@ MISSING_LIMIT = 360.0
 #: A run of 404s counts only while watched: an answer this much later than due (a lagging worker) starts it
 #: anew, since the task may have come back and migrated again unseen (timers fire about every 0.5 s).
 UNWATCHED_AFTER = 30.0
-POLL_EVERY = 120.0
-#: However large the fleet, a confirmed session is queried at least this often: three HA windows, so that a
-#: silent death is seen well within MISSING_LIMIT (the rate limit's poll share sets the interval between).
-POLL_EVERY_MAX = 3 * MISSING_WINDOW
-#: Polls are spread over the last 10 % of the interval, so sessions started together do not poll together.
-POLL_JITTER = 0.1
 #: Agora answered 406 (concurrency quota taken): ask again after these waits, never a failure.
 CAPACITY_BACKOFF = (5.0, 10.0, 20.0, 30.0, 60.0)
 #: A queued recording looks at the queue again this often (a freed slot wakes the head of the queue at once).
@@ -979,16 +972,6 @@ def with_onhold(request: dict[str, Any], onhold: bool) -> dict[str, Any]:
             services.append(service)
         copy["extensionServiceConfig"] = {**config, "extensionServices": services}
     return copy
-
-
-def poll_interval(active: int, per_second: float) -> tuple[float, bool]:
-    """The routine poll interval for a fleet of ``active`` recordings sharing ``per_second`` Agora requests:
-    polls use at most :data:`~workers.agora.ratelimit.POLL_SHARE` of the budget (the rest stays free for starts,
-    stops and changes). Never below POLL_EVERY; capped at POLL_EVERY_MAX, and then ``True``: the fleet is too
-    large for its App ID's budget to watch every session as often as the HA window wants (on /metrics)."""
-    budget = per_second * POLL_SHARE * 1000 / (1000 + MARGIN_MS) if per_second > 0 else 0.0
-    wanted = max(POLL_EVERY, active / budget) if budget > 0 else POLL_EVERY
-    return min(wanted, POLL_EVERY_MAX), wanted > POLL_EVERY_MAX
 
 
 def error_of(exc: BaseException) -> AgoraError:

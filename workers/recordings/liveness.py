@@ -18,21 +18,13 @@ import threading
 
 import redis
 
-from workers.core import schema
+from workers.core import schema, scripts
 
 ALIVE_TTL_MS = 3000
 #: No lock is taken over until Redis has been up this long (heartbeats lost with a restart beat again).
 RESTART_GRACE_MS = 2 * ALIVE_TTL_MS
 HEARTBEAT_SECONDS = 1.0
 
-# KEYS: lock. ARGV: expected value, new value, ttl ms. 1 when taken over.
-TAKE_OVER_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  return 1
-end
-return 0
-"""
 
 _holder: tuple[int, str] | None = None
 _lock = threading.Lock()
@@ -61,7 +53,10 @@ def keep_alive(connection: redis.Redis) -> str:
             return holder
         key = schema.worker_alive(holder)
         pool_kwargs = connection.connection_pool.connection_kwargs
-        beat_connection = redis.Redis(connection_pool=redis.ConnectionPool(**pool_kwargs))
+        # The same connection class as the caller's (a rediss:// URL gives SSL connections, whose arguments a
+        # plain connection refuses).
+        pool = redis.ConnectionPool(connection_class=connection.connection_pool.connection_class, **pool_kwargs)
+        beat_connection = redis.Redis(connection_pool=pool)
 
         def beat() -> None:
             stop = threading.Event()
@@ -97,5 +92,4 @@ def take_over_if_dead(connection: redis.Redis, lock: str, value: str, ttl_ms: in
     uptime = int(connection.info("server").get("uptime_in_seconds", 0))
     if uptime * 1000 < RESTART_GRACE_MS:
         return False
-    script = connection.register_script(TAKE_OVER_LUA)
-    return bool(script(keys=[lock], args=[held, value, ttl_ms]))
+    return bool(scripts.TAKE_OVER_LOCK(connection, keys=[lock], args=[held, value, ttl_ms]))

@@ -36,13 +36,12 @@ from typing import Any, cast
 
 import msgspec
 import redis
-import requests
 from rq import Queue, get_current_job
 
-from workers import deadletters
-from workers.core import schema
+from workers.core import deadletters, schema
 from workers.core.config import Settings, current_settings
 from workers.core.redact import redact, redact_text
+from workers.recordings.store import append_timeline
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +54,6 @@ DEFAULT_RETENTION_SECONDS = cast(int, Settings.__dataclass_fields__["session_ret
 #: ``webhook-id`` values as :func:`queue_notification` makes them; anything else is unknown (404).
 WEBHOOK_ID = re.compile(r"msg_[0-9a-f]{24}")
 _RECORDING_ID = re.compile(r"rec_[0-9a-f]{20}")
-
-
-def delivery_key(message_id: str) -> str:
-    """One notification's delivery record (JSON)."""
-    return f"{schema.PREFIX}:notification:{message_id}"
-
-
-def recording_deliveries_key(recording_id: str) -> str:
-    """A recording's notifications (sorted set: webhook-id by creation time, ms)."""
-    return f"{schema.PREFIX}:rec:{recording_id}:notifications"
 
 
 def _meta(body: str) -> tuple[str | None, str | None]:
@@ -103,7 +92,7 @@ def _new_record(message_id: str, body: str) -> dict[str, Any]:
 
 
 def load_delivery(connection: redis.Redis, message_id: str) -> dict[str, Any] | None:
-    raw = connection.get(delivery_key(message_id))
+    raw = connection.get(schema.notification(message_id))
     return msgspec.json.decode(raw) if isinstance(raw, bytes) else None
 
 
@@ -114,7 +103,7 @@ def _update_delivery(
     retention_seconds: int,
 ) -> dict[str, Any] | None:
     """Read-modify-write a delivery record under WATCH; ``change`` gets the record (None: none yet)."""
-    key = delivery_key(message_id)
+    key = schema.notification(message_id)
     while True:
         with connection.pipeline() as pipe:
             try:
@@ -128,7 +117,7 @@ def _update_delivery(
                 pipe.set(key, msgspec.json.encode(record), ex=retention_seconds)
                 recording_id = record.get("recordingId")
                 if isinstance(recording_id, str):
-                    listing = recording_deliveries_key(recording_id)
+                    listing = schema.recording_notifications(recording_id)
                     pipe.zadd(listing, {message_id: record["createdMs"]}, nx=True)
                     pipe.zremrangebyrank(listing, 0, -(MAX_PER_RECORDING + 1))
                     pipe.expire(listing, retention_seconds)
@@ -158,11 +147,11 @@ def deliveries_of(connection: redis.Redis, recording_id: str) -> list[dict[str, 
     """A recording's notifications, oldest first, each with its attempts."""
     ids = [
         m.decode()
-        for m in cast(list[bytes], connection.zrange(recording_deliveries_key(recording_id), 0, -1))
+        for m in cast(list[bytes], connection.zrange(schema.recording_notifications(recording_id), 0, -1))
     ]
     if not ids:
         return []
-    raws = cast(list[bytes | None], connection.mget([delivery_key(i) for i in ids]))
+    raws = cast(list[bytes | None], connection.mget([schema.notification(i) for i in ids]))
     return [delivery_view(msgspec.json.decode(raw)) for raw in raws if isinstance(raw, bytes)]
 
 
@@ -199,10 +188,10 @@ def notification_body(event_type: str, data: dict[str, object]) -> bytes:
 
 
 def queue_notification(
-    connection: object,
-    notify_url: str,
+    connection: redis.Redis,
     event_type: str,
     data: dict[str, object],
+    *,
     scale: float = 1.0,
     retention_seconds: int = DEFAULT_RETENTION_SECONDS,
     message_id: str | None = None,
@@ -211,11 +200,10 @@ def queue_notification(
     a notification sent again from an outbox keeps its id, so the app server can drop the copy)."""
     message_id = message_id or "msg_" + secrets.token_hex(12)
     body = notification_body(event_type, data).decode()
-    client = cast(redis.Redis, connection)
     _update_delivery(
-        client, message_id, lambda held: held or _new_record(message_id, body), retention_seconds
+        connection, message_id, lambda held: held or _new_record(message_id, body), retention_seconds
     )
-    Queue(schema.NOTIFY_QUEUE, connection=client).enqueue(
+    Queue(schema.NOTIFY_QUEUE, connection=connection).enqueue(
         schema.JOB_NOTIFY, message_id, body, 0, scale, 0, result_ttl=0, failure_ttl=7 * 86400
     )
     return message_id
@@ -263,7 +251,7 @@ def redeliver(
         failure_ttl=7 * 86400,
     )
     if record.get("recordingId"):
-        deadletters.append_timeline(
+        append_timeline(
             connection,
             record["recordingId"],
             {
@@ -313,6 +301,8 @@ def _attempt(
         if held is not None and int(held.get("series", 0)) != series:
             log.info("notification attempt superseded by a redelivery", extra={"message_id": message_id})
             return False
+    import requests  # here: the web process reads and redelivers notifications, only workers send them
+
     timestamp = int(time.time())
     status: int | None = None
     try:
@@ -429,4 +419,4 @@ def _record_outcome(
         }
         if entry_id is not None:
             timeline["deadLetter"] = entry_id
-        deadletters.append_timeline(connection, recording_id, timeline)
+        append_timeline(connection, recording_id, timeline)

@@ -44,7 +44,7 @@ from workers.agora import (
     from_json_dict,
 )
 from workers.agora.ratelimit import RateLimiter
-from workers.core import schema
+from workers.core import schema, scripts
 from workers.core.coerce import as_int
 from workers.core.config import Settings, current_settings
 from workers.core.measure import record_agora, record_state
@@ -52,7 +52,6 @@ from workers.core.redact import redact
 from workers.ncs.reducer import SessionState
 from workers.ncs.store import read_states
 from workers.recordings.admission import (
-    ADMISSION_SAVE_LUA,
     admission_mark,
     admit,
     capacity_class,
@@ -66,7 +65,6 @@ from workers.recordings.decide import (
     Step,
     Timing,
     error_of,
-    poll_interval,
     take_commands,
     with_onhold,
 )
@@ -74,7 +72,8 @@ from workers.recordings.liveness import keep_alive, take_over_if_dead
 from workers.recordings.machine import Desired, SessionOutcome
 from workers.recordings.model import Recording, encode
 from workers.recordings.notify import queue_notification
-from workers.recordings.store import load, peek_commands
+from workers.recordings.polling import poll_interval
+from workers.recordings.store import TIMELINE_CAP, load, peek_commands
 from workers.recordings.timers import (
     LOCK_TTL_MS,
     MAX_CALLS_PER_STEP,
@@ -85,67 +84,12 @@ from workers.recordings.timers import (
 
 log = logging.getLogger(__name__)
 
-TIMELINE_CAP = 2000
 FATAL_ERROR_LEVEL = 5
 BUSY_RETRY_MS = 2000
 #: A step waits this long at most for a rate-limit slot; beyond, it sets its timer for when one frees (plus
 #: jitter) and gives the worker back: a saturated budget must not hold every worker in a wait.
 SLOT_WAIT_MS = 150
 RATE_LIMITED_JITTER_MS = 100
-
-# KEYS: lock, document, timeline, timers, active index, commands, poked flag, notification outbox, admission
-#       queue, holders and waiting-after-406 set of its capacity class, then sid->recording keys and channel claim sets (every
-#       recording that used a channel and uid)
-# ARGV: token, document, id, wake at (-1: none), terminal (0/1), retention s, updated ms, commands to drop,
-#       timeline cap, soon (ms, after a poke), number of sid keys, number of outbox entries, admission (0: holds
-#       or waits for a slot, 1: gives its slot back, 2: holds one and waits after a 406), slots of its class,
-#       the outbox entries, then the timeline entries
-SAVE_LUA = (
-    """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-local id, retention, now = ARGV[3], tonumber(ARGV[6]), tonumber(ARGV[7])
-redis.call('SET', KEYS[2], ARGV[2])
-local outbox = tonumber(ARGV[12])
-for i = 15, 14 + outbox do redis.call('RPUSH', KEYS[8], ARGV[i]) end
-for i = 15 + outbox, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
-if #ARGV >= 15 + outbox then redis.call('LTRIM', KEYS[3], -tonumber(ARGV[9]), -1) end
-local q, slots, release, agora_full = 9, tonumber(ARGV[14]), ARGV[13] == '1', ARGV[13] == '2'
-"""
-    + ADMISSION_SAVE_LUA
-    + """
-local wake = tonumber(ARGV[4])
-if wake >= 0 and redis.call('DEL', KEYS[7]) == 1 then
-  -- a wake-up came while this step ran (it found the lock held): look again soon, whatever was planned
-  wake = math.min(wake, tonumber(ARGV[7]) + tonumber(ARGV[10]))
-end
-if wake >= 0 then redis.call('ZADD', KEYS[4], wake, id) else redis.call('ZREM', KEYS[4], id) end
-if ARGV[5] == '1' then
-  redis.call('ZREM', KEYS[5], id)
-  redis.call('EXPIRE', KEYS[2], retention)
-  redis.call('EXPIRE', KEYS[3], retention)
-else
-  redis.call('ZADD', KEYS[5], ARGV[7], id)
-end
-if tonumber(ARGV[8]) > 0 then redis.call('LTRIM', KEYS[6], tonumber(ARGV[8]), -1) end
-local claims = 12 + tonumber(ARGV[11])
-for i = 12, claims - 1 do redis.call('SET', KEYS[i], id, 'EX', retention) end
-for i = claims, #KEYS do
-  redis.call('SADD', KEYS[i], id)
-  redis.call('EXPIRE', KEYS[i], retention)
-end
-return 1
-"""
-)
-
-# KEYS: lock. ARGV: token, ttl ms. 1 when still held (and extended).
-EXTEND_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 def facts_of(state: SessionState) -> SessionFacts:
@@ -180,7 +124,7 @@ def release_pending(connection: redis.Redis) -> int:
     released = 0
     while UNRELEASED:
         lock, token, recording_id = UNRELEASED[0]
-        connection.eval(RELEASE_LUA, 1, lock, token)
+        scripts.RELEASE_LOCK(connection, keys=[lock], args=[token])
         soon(connection, recording_id, 0)
         UNRELEASED.pop(0)
         released += 1
@@ -223,9 +167,6 @@ class Runner:
         # Redis's clock, as the timers use it: a worker whose own clock is off neither spins nor runs late.
         self.clock = clock or self._redis_ms
         self.timing = Timing(settings.recording_time_scale, float(settings.upload_stuck_seconds))
-        self._save = connection.register_script(SAVE_LUA)
-        self._extend = connection.register_script(EXTEND_LUA)
-        self._release = connection.register_script(RELEASE_LUA)
 
     def _redis_ms(self) -> int:
         seconds, micros = self.redis.time()
@@ -267,7 +208,7 @@ class Runner:
             return "lost_lock"
         finally:
             try:
-                self._release(keys=[lock], args=[token])
+                scripts.RELEASE_LOCK(self.redis, keys=[lock], args=[token])
                 if redis_lost:
                     soon(self.redis, recording_id, BUSY_RETRY_MS)
                 record_max(self.redis, "step_max_ms", int((time.monotonic() - started) * 1000))
@@ -354,7 +295,9 @@ class Runner:
         return "poll" if routine else "start"
 
     def _extend_lock(self, recording_id: str, token: str) -> None:
-        if not self._extend(keys=[schema.recording_lock(recording_id)], args=[token, LOCK_TTL_MS]):
+        if not scripts.EXTEND_LOCK(
+            self.redis, keys=[schema.recording_lock(recording_id)], args=[token, LOCK_TTL_MS]
+        ):
             raise LostLockError(recording_id)
 
     # -- evidence ------------------------------------------------------------------------------------------
@@ -453,7 +396,8 @@ class Runner:
                     {"ts": rec.updated_ms, "kind": "notification", "type": kind, "webhookId": message_id}
                 )
         claim_keys = [schema.channel_claim(rec.cname, uid) for uid in plan.claims]
-        ok = self._save(
+        ok = scripts.SAVE_RECORDING(
+            self.redis,
             keys=[
                 schema.recording_lock(rec.id),
                 schema.recording(rec.id),
@@ -511,11 +455,10 @@ class Runner:
             entry = msgspec.json.decode(raw)
             queue_notification(
                 self.redis,
-                self.settings.notify_url,
                 entry["type"],
                 entry["data"],
-                self.settings.recording_time_scale,
-                self.settings.session_retention_seconds,
+                scale=self.settings.recording_time_scale,
+                retention_seconds=self.settings.session_retention_seconds,
                 message_id=entry["id"],
             )
             self.redis.lrem(key, 1, raw.decode())

@@ -5,7 +5,7 @@ The web never rewrites a recording a worker may be advancing: it creates new one
 ``Idempotency-Key`` claim, the document, the indexes and the first timer), and for existing ones it appends a
 command (stop, update, layout) to ``acr:rec:<id>:commands`` and wakes the recording; the step applies the
 commands under the recording's lock and drops them in the same atomic save. A step saves only while it
-still holds the lock (:data:`SAVE_LUA` compares the lock's token in the same script that writes).
+still holds the lock (:data:`workers.core.scripts.SAVE_RECORDING` compares the lock's token in the same script that writes).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import secrets
 import time
 from typing import Annotated, Any, cast
@@ -28,8 +29,10 @@ from workers.agora import (
     from_json_dict,
 )
 from workers.agora.bodies import MODES, Mode, check_cname, check_uid, storage_from_settings
-from workers.core import schema
+from workers.core import schema, scripts
 from workers.core.config import Settings
+from workers.core.deadletters import now_ms
+from workers.core.redact import redact
 from workers.recordings.admission import capacity_class, queue_score
 from workers.recordings.model import PRIORITIES, Recording, decode, encode, new_id
 from workers.recordings.timers import wake
@@ -250,29 +253,6 @@ class IdempotencyConflictError(Exception):
         self.recording_id = recording_id
 
 
-# KEYS: idempotency key (or ""), document, timeline, listing index, active index, timers, admission queue of
-#       its capacity class, admission counter
-# ARGV: id, fingerprint, document, listing score, now ms, timeline entry, idempotency ttl, queue score base
-# Answers {id, fingerprint}: ours when created, the first request's when the key was used before.
-CREATE_LUA = """
-if KEYS[1] ~= '' then
-  local held = redis.call('GET', KEYS[1])
-  if held then
-    local sep = string.find(held, ' ', 1, true)
-    return {string.sub(held, 1, sep - 1), string.sub(held, sep + 1)}
-  end
-  redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'EX', ARGV[7])
-end
-redis.call('SET', KEYS[2], ARGV[3])
-redis.call('RPUSH', KEYS[3], ARGV[6])
-redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
-redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
-redis.call('ZADD', KEYS[6], ARGV[5], ARGV[1])
-redis.call('ZADD', KEYS[7], tonumber(ARGV[8]) + redis.call('INCR', KEYS[8]), ARGV[1])
-return {ARGV[1], ARGV[2]}
-"""
-
-
 def fingerprint(spec: RecordingSpec) -> str:
     """A stable digest of a request body (same body, same digest, whatever the key order)."""
     canonical = json.dumps(msgspec.to_builtins(spec), sort_keys=True, separators=(",", ":"))
@@ -316,7 +296,8 @@ def create_recording(
         item.decode() if isinstance(item, bytes) else str(item)
         for item in cast(
             list[bytes],
-            connection.register_script(CREATE_LUA)(
+            scripts.CREATE_RECORDING(
+                connection,
                 keys=[
                     idempotency_key(scope, idempotency) if idempotency else "",
                     schema.recording(recording_id),
@@ -362,17 +343,6 @@ MAX_PENDING_COMMANDS = 100
 STOP_ASKED_TTL = 3600
 
 
-# KEYS: stop-asked flag, commands, timeline. ARGV: command, flag ttl, timeline entry.
-QUEUE_STOP_LUA = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
-  redis.call('RPUSH', KEYS[2], ARGV[1])
-  redis.call('RPUSH', KEYS[3], ARGV[3])
-  return 1
-end
-return 0
-"""
-
-
 class TooManyCommandsError(Exception):
     """The recording's command list is full (workers are behind, or a client floods it)."""
 
@@ -383,7 +353,8 @@ def send_command(connection: redis.Redis, recording_id: str, command: dict[str, 
     commands = schema.recording_commands(recording_id)
     entry = msgspec.json.encode({"ts": int(time.time() * 1000), "kind": "api", "what": command["op"]})
     if command["op"] == "stop":  # the flag and the command in one step: a stop is never half-queued
-        connection.register_script(QUEUE_STOP_LUA)(
+        scripts.QUEUE_STOP(
+            connection,
             keys=[
                 schema.recording_stop_asked(recording_id),
                 commands,
@@ -463,6 +434,27 @@ def list_recordings(
                 return found, int(score)
         if scanned >= MAX_LIST_SCAN:
             return found, int(batch[-1][1])
+
+
+#: A recording's timeline keeps its newest entries, at most this many: every writer trims to it (the step's
+#: save, :func:`append_timeline`).
+TIMELINE_CAP = 2000
+_RECORDING_ID = re.compile(r"rec_[0-9a-f]{20}")
+
+
+def append_timeline(connection: redis.Redis, recording_id: str, entry: dict[str, Any]) -> bool:
+    """Add an entry (redacted, with ``ts``) to a recording's timeline outside a step (dead letters,
+    notifications); False when the recording is unknown."""
+    if not _RECORDING_ID.fullmatch(recording_id):
+        return False
+    entry = {"ts": now_ms(), **entry}
+    return bool(
+        scripts.APPEND_TIMELINE(
+            connection,
+            keys=[schema.recording(recording_id), schema.recording_timeline(recording_id)],
+            args=[msgspec.json.encode(redact(entry)), TIMELINE_CAP],
+        )
+    )
 
 
 def timeline(connection: redis.Redis, recording_id: str) -> list[dict[str, Any]]:

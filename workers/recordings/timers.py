@@ -27,11 +27,9 @@ import redis
 from rq import Queue
 from rq.job import Job
 
-from workers.core import schema
+from workers.core import schema, scripts
 
 log = logging.getLogger(__name__)
-
-#: The step job, by the dotted name stored in Redis (``workers.jobs`` is the one module of job functions).
 
 #: A claimed timer fires again after this long if its step never ran (job lost, worker killed).
 LEASE_MS = 60_000
@@ -51,41 +49,6 @@ LOCK_TTL_MS = 150_000
 #: WORST_CALL_SECONDS each, a second of rate-limit wait before each, and the Redis work around them.
 MAX_CALLS_PER_STEP = 4
 STEP_JOB_TIMEOUT = 600
-
-# KEYS: timers, stats. ARGV: limit, lease ms, queued-key prefix, queued-key suffix, queued ttl ms, recheck ms.
-# Answers {ids whose step must be queued now, ids due whose flag was already set}.
-CLAIM_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
-local out, held = {}, {}
-local late = 0
-for i = 1, #due, 2 do
-  local id = due[i]
-  late = math.max(late, now - tonumber(due[i + 1]))
-  if redis.call('SET', ARGV[3] .. id .. ARGV[4], 'claimed', 'NX', 'PX', tonumber(ARGV[5])) then
-    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id)
-    table.insert(out, id)
-  else
-    -- a step is queued already (or its job was lost): look again soon, not after a whole lease
-    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[6]), id)
-    table.insert(held, id)
-  end
-end
-if #due > 0 then
-  redis.call('HINCRBY', KEYS[2], 'timers_fired', #due / 2)
-  local held = tonumber(redis.call('HGET', KEYS[2], 'timer_claim_late_max_ms') or '0')
-  if late > held then redis.call('HSET', KEYS[2], 'timer_claim_late_max_ms', late) end
-end
-return {out, held}
-"""
-
-# KEYS: stats. ARGV: field, value. Keeps the maximum.
-MAX_LUA = """
-local held = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-if tonumber(ARGV[2]) > held then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
-return 0
-"""
 
 
 def enqueue_step(connection: redis.Redis, recording_id: str, job_id: str | None = None) -> None:
@@ -116,12 +79,18 @@ def wake(connection: redis.Redis, recording_id: str) -> bool:
 def fire_due(connection: redis.Redis, limit: int = CLAIM_BATCH) -> list[str]:
     """Claim every due timer (up to ``limit``) and queue a step for each recording not queued already, or
     whose queued job was lost."""
-    prefix, _, suffix = schema.recording_queued("\0").partition("\0")
+    due = [
+        i.decode()
+        for i in cast(list[bytes], scripts.DUE_TIMERS(connection, keys=[schema.TIMERS], args=[limit]))
+    ]
+    if not due:
+        return []
     claimed, held = cast(
         list[list[bytes]],
-        connection.register_script(CLAIM_LUA)(
-            keys=[schema.TIMERS, schema.STATS],
-            args=[limit, LEASE_MS, prefix, suffix, QUEUED_TTL_MS, RECHECK_MS],
+        scripts.CLAIM_TIMERS(
+            connection,
+            keys=[schema.TIMERS, schema.STATS, *(schema.recording_queued(i) for i in due)],
+            args=[LEASE_MS, QUEUED_TTL_MS, RECHECK_MS, *due],
         ),
     )
     fired = [i.decode() for i in claimed]
@@ -188,4 +157,4 @@ def rearm_missing(connection: redis.Redis) -> list[str]:
 
 def record_max(connection: redis.Redis, name: str, value: int) -> None:
     """Keep the largest ``value`` seen under ``name`` in the stats hash (timer lateness, step duration)."""
-    connection.register_script(MAX_LUA)(keys=[schema.STATS], args=[name, value])
+    scripts.KEEP_MAX(connection, keys=[schema.STATS], args=[name, value])
