@@ -22,7 +22,8 @@ UPGRADE ?=
 run: deps system-redis
 	$(BIN)/python -m webhook_service.devserver
 
-test: deps system-redis system-promtool system-chromium
+# Lint first (ruff, formatting, mypy strict: a few seconds), then the suite.
+test: lint system-redis system-promtool system-chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: deps system-redis system-wrk

@@ -28,7 +28,7 @@ OPTIONS: dict[str, tuple[type, str]] = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line of ``contract.md`` plus time, seed and fault switches."""
+    """The command line of ``docs/contract.md`` §9 plus time, seed and fault switches."""
     parser = argparse.ArgumentParser(prog="python -m agora_emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _terminate(signum: int, frame: object) -> None:
+def _terminate(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 

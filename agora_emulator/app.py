@@ -1,6 +1,6 @@
 """The emulator's HTTP face: Agora's REST paths, and a control API under ``/_emulator/``.
 
-REST answers follow ``agora-reference.md`` §3.2, §3.3, §3.9: 401 ``Unauthorized`` / ``Invalid authentication
+REST answers follow ``docs/agora.md`` §3.2, §3.3, §3.9: 401 ``Unauthorized`` / ``Invalid authentication
 credentials`` from the gateway, 404 ``no Route matched with those values`` for unknown paths and methods, 429
 ``API rate limit exceeded`` over the App ID's QPS, 400 code 8 for a non-JSON content type or body, then the
 service's own checks (:mod:`agora_emulator.validate`, :mod:`agora_emulator.world`). Every answer carries an
@@ -189,7 +189,11 @@ class Emulator:
     def serve_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on a background thread; returns the base URL."""
         self._server = make_server(host, port, self, threaded=True, request_handler=QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="emulator-http", daemon=True)
+        # Looks for a shutdown request every 10 ms (socketserver's default, half a second, made every close()
+        # of an in-process emulator wait that long).
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.01,), name="emulator-http", daemon=True
+        )
         self._thread.start()
         return f"http://{host}:{self._server.server_port}"
 
@@ -352,7 +356,7 @@ class Emulator:
         except (FaultError, ValueError, KeyError, TypeError, msgspec.DecodeError) as exc:
             return _json({"error": str(exc)}, 400)
 
-    def _control_state(self, request: Request) -> Response:
+    def _control_state(self, _request: Request) -> Response:
         world = self.world
         return _json(
             {
@@ -369,7 +373,7 @@ class Emulator:
             }
         )
 
-    def _control_reset(self, request: Request) -> Response:
+    def _control_reset(self, _request: Request) -> Response:
         self.scheduler.clear()
         self.sender.deliveries.clear()
         self.world = self._new_world((self.world.max_recorders, self.world.max_web_recorders))
@@ -418,7 +422,7 @@ class Emulator:
             raise KeyError(f"no task {sid}")
         return task
 
-    def _control_task(self, request: Request, sid: str) -> Response:
+    def _control_task(self, _request: Request, sid: str) -> Response:
         return _json(self._task(sid).summary())
 
     def _control_task_fault(self, request: Request, sid: str) -> Response:

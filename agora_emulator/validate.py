@@ -3,7 +3,7 @@
 Each failure is a :class:`Reject` carrying the HTTP status and the body Agora would answer: ``{"code", "reason"}``
 for the service's checks (code 2 invalid parameter, 1013 channel name, ...), ``{"message"}`` for the gateway's.
 Casing variants that Agora's documents disagree on (``unsubscribeAudioUids`` / ``unSubscribeAudioUids``) are
-both accepted (``agora-reference.md`` §3.5, §5).
+both accepted (``docs/agora.md`` §3.5, §5).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The emulated Agora: resource IDs, recording tasks, channels and what each task reports and calls back.
 
-Timeline of a task (emulated seconds after start; ``agora-reference.md`` §1.6, §1.7, §3.6, §3.10):
+Timeline of a task (emulated seconds after start; ``docs/agora.md`` §1.6, §1.7, §3.6, §3.10):
 
 - 0: status 1; 0.5: uploader ready (30), status 3; 1: recorder started (40 / web 70), status 4;
 - every ``TICK`` s: which subscribed users publish -> stream state events (43/44), first slice (42);
@@ -690,7 +690,7 @@ class World:
         if task.alive:
             self._exit(task, "max_hour", exit_status=0, leave_code=LEAVE_CLIENT)
 
-    def _die(self, task: Task, fault: Fault) -> None:
+    def _die(self, task: Task, _fault: Fault) -> None:
         """Start was accepted, then the task vanished: no callbacks, query answers 404."""
         if task.alive:
             self._no_longer_alive(task)

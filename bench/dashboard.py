@@ -26,9 +26,9 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.service import API_TOKEN, NCS_SECRET, with_default_storage  # noqa: E402
-from tests.support.redis_server import RedisServer  # noqa: E402
 from tests.support.dashboard import login, seed_recording  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
+from tests.support.service import API_TOKEN, NCS_SECRET, with_default_storage  # noqa: E402
 from webhook_service import create_app  # noqa: E402
 from workers import deadletters  # noqa: E402
 from workers.core import schema  # noqa: E402

@@ -1,6 +1,6 @@
 """The fleet benchmark (issue 9): a thousand recordings on one App ID, then the concurrency quota at 50.
 
-Runs the service as deployed, as ``bench/soak.py`` does (``tests/stack.Stack``: redis-server with its
+Runs the service as deployed, as ``bench/soak.py`` does (``tests/support/stack.Stack``: redis-server with its
 append-only file, the Procfile's gunicorn ``web`` and one ``rq worker`` per core, two at least) against the
 Agora emulator as its own process, both in **real time** (``--time-scale 1``, ``RECORDING_TIME_SCALE=1``) at
 Agora's real budget of 10 requests/s per App ID (``--rate-limit``; the emulator answers 429 beyond it and

@@ -1,6 +1,6 @@
 """Accepted -> visible: how long after the receiver's 200 a callback shows in its session, at a steady rate.
 
-Runs the Procfile's web and worker lines (tests/stack.py: one gunicorn, one ``rq worker``) against a
+Runs the Procfile's web and worker lines (tests/support/stack.py: one gunicorn, one ``rq worker``) against a
 redis-server with AOF on, posts signed callbacks at BENCH_RATE per second (500) for BENCH_SECONDS (20), and
 watches Redis for each callback to appear in its session (pipelined HEXISTS on the session's events every
 5 ms). Latency = first seen - the 200 answer. Target (issue 9): p99 <= 250 ms at 500 callbacks/s sustained.

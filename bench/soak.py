@@ -1,6 +1,6 @@
 """The chaos ledger (``make soak``): many recordings under Agora faults and process faults, then an audit.
 
-Runs the service as deployed (``tests/stack.Stack``: redis-server with its append-only file, the Procfile's
+Runs the service as deployed (``tests/support/stack.Stack``: redis-server with its append-only file, the Procfile's
 gunicorn ``web`` and two ``rq worker`` processes) against the Agora emulator as its own process
 (``python -m agora_emulator --time-scale 0.05``; the service gets RECORDING_TIME_SCALE=0.05 so both clocks
 agree: one real second is 20 emulated seconds). Agora's budget of 10 requests per second is kept in emulated

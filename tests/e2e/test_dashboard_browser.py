@@ -18,8 +18,9 @@ import redis
 from flask import Flask
 from werkzeug.serving import make_server
 
-from tests.conftest import API_TOKEN
-from tests.test_dashboard import seed_recording
+from tests.support.dashboard import seed_recording
+from tests.support.emulated import POLL
+from tests.support.service import API_TOKEN
 from workers.core.config import Settings
 from workers.recordings.store import peek_commands
 
@@ -40,7 +41,7 @@ from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    from tests.conftest import with_default_storage
+    from tests.support.service import with_default_storage
 
     return with_default_storage(settings)
 
@@ -48,7 +49,7 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture
 def server(app: Flask) -> Iterator[str]:
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(POLL,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_port}"
     httpd.shutdown()

@@ -14,10 +14,9 @@ import pytest
 import redis
 import requests
 
-from tests.factories import body_of, event, signed_headers
-from tests.stack import Stack
-
-pytestmark = pytest.mark.e2e
+from tests.support.factories import body_of, event, signed_headers
+from tests.support.redis_server import assert_known_keys
+from tests.support.stack import Stack
 
 SECRET = "e2e-ncs-secret"
 TOKEN = "e2e-api-token-0123456789"  # production tokens have at least 16 characters
@@ -26,11 +25,13 @@ ENV = {"AGORA_NCS_SECRETS": f"{SECRET},old-secret", "API_TOKENS": TOKEN, "APP_EN
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(tmp_path, ENV).start()
+    running = Stack(tmp_path, ENV)
     try:
+        running.start()
         yield running
+        assert_known_keys(running.redis)
     finally:
-        running.stop()
+        running.kill()
 
 
 def post(session: requests.Session, stack: Stack, envelope: dict) -> int:
@@ -58,7 +59,7 @@ def wait_for_timelines(stack: Stack, expected: dict[str, list[str]], timeout: fl
         got = {sid: timeline(stack, sid) for sid in expected}
         if all(len(got[sid]) >= len(ids) for sid, ids in expected.items()) or time.monotonic() > deadline:
             return got
-        time.sleep(0.25)
+        time.sleep(0.1)
 
 
 def test_signed_callbacks_are_applied_and_readable(stack: Stack) -> None:
@@ -79,7 +80,7 @@ def test_signed_callbacks_are_applied_and_readable(stack: Stack) -> None:
         ]
         for sid in ("e2e-0", "e2e-1")
     }
-    assert wait_for_timelines(stack, expected, timeout=20) == expected
+    assert wait_for_timelines(stack, expected, timeout=60) == expected
 
 
 def test_chunked_bodies_are_read_and_capped(stack: Stack) -> None:
@@ -123,7 +124,7 @@ def test_worker_killed_mid_burst_loses_nothing(stack: Stack) -> None:
     assert killed.is_set()
     stack.start_worker()
     # A drain killed part-way is re-woken by the sweep once its backlog is stale (10 s) - allow for it.
-    got = wait_for_timelines(stack, acknowledged, timeout=45)
+    got = wait_for_timelines(stack, acknowledged, timeout=90)
     for sid in sids:
         assert len(got[sid]) == len(set(got[sid])), f"{sid}: an event applied twice"
         assert sorted(got[sid]) == sorted(acknowledged[sid]), f"{sid}: acknowledged events missing"
@@ -140,6 +141,6 @@ def test_redis_outage_503_then_each_event_applied_once(stack: Stack) -> None:
         stack.redis.start()  # append-only file: what was acknowledged before survives
         assert [post(session, stack, e) for e in envelopes] == [200] * 6
     expected = {"outage": [e["noticeId"] for e in envelopes]}
-    assert wait_for_timelines(stack, expected, timeout=30) == expected
+    assert wait_for_timelines(stack, expected, timeout=60) == expected
     client = redis.Redis.from_url(stack.redis.url)
     assert client.hget("acr:stats", "duplicate") == b"2"  # the two acknowledged before the outage

@@ -7,7 +7,7 @@ from typing import Any
 
 import redis
 
-from tests.emulated import control, make_client, start_emulator
+from tests.support.emulated import control, make_client, start_emulator
 from workers.agora import AgoraApiError
 from workers.agora.ratelimit import RateLimiter
 

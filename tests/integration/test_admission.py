@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from tests.conftest import with_default_storage
+from tests.support.service import with_default_storage
 from workers.core import schema
 from workers.core.config import Settings
 from workers.recordings.admission import admit, position, reconcile, usage

@@ -22,7 +22,7 @@ from workers.core import schema
 from workers.core.config import Settings
 from workers.core.measure import record_agora, record_applied, record_state
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "alerts.yml"
 RULE_TESTS = DEPLOY / "prometheus" / "alerts_test.yml"
 DASHBOARDS = sorted((DEPLOY / "grafana").glob("*.json"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import NCS_SECRET
-from tests.factories import body_of, event, signed_headers
+from tests.support.factories import body_of, event, signed_headers
+from tests.support.service import NCS_SECRET
 from workers.core import schema
 from workers.jobs import drain_batch
 

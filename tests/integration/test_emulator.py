@@ -6,30 +6,28 @@ import base64
 import logging
 import socket
 import struct
-import subprocess
-import sys
+import threading
 import time
 
 import pytest
 import requests
 
 from agora_emulator import FaultError, parse_cli_fault
-from tests.conftest import NCS_SECRET as RECEIVER_SECRET
-from tests.emulated import (
+from tests.support.emulated import (
     APP_ID,
     CUSTOMER_ID,
     CUSTOMER_SECRET,
     NCS_SECRET,
     Sink,
+    advance,
     begin,
     control,
-    emulated,
     make_client,
     start_body,
     start_emulator,
-    wait_until,
 )
-from tests.redis_server import free_port
+from tests.support.service import NCS_SECRET as RECEIVER_SECRET
+from tests.support.wait import wait_until
 from webhook_service.signature import verify_signature
 from workers.agora import (
     AcquireClientRequest,
@@ -52,6 +50,16 @@ def task(base: str, sid: str) -> dict:
     return control(base, "GET", f"tasks/{sid}")
 
 
+def notifications(base: str, sid: str) -> list[dict]:
+    """Every callback the emulator sent (or lost) for a session, with its state and attempts."""
+    return control(base, "GET", f"notifications?sid={sid}")["notifications"]
+
+
+def settled(base: str, sid: str) -> bool:
+    """No callback of the session waits to be (re)sent: each is delivered, lost or given up."""
+    return all(n["state"] != "pending" for n in notifications(base, sid))
+
+
 def stop(agora: AgoraClient, resource_id: str, sid: str, mode: str = "mix", cname: str = "room1") -> None:
     agora.stop(resource_id, sid, mode, StopRequest(cname=cname, uid="527841"))  # type: ignore[arg-type]
 
@@ -59,9 +67,9 @@ def stop(agora: AgoraClient, resource_id: str, sid: str, mode: str = "mix", cnam
 def test_callbacks_verify_with_the_receivers_code(agora: AgoraClient, base: str, sink: Sink) -> None:
     """Every callback carries both signatures over the raw body; the receiver's own verifier accepts them."""
     resource_id, sid = begin(agora, "mix")
-    wait_until(lambda: task(base, sid)["status"] == 5, timeout=5)
+    wait_until(lambda: task(base, sid)["status"] == 5)
     stop(agora, resource_id, sid)
-    wait_until(lambda: 11 in sink.event_types(sid), timeout=5)
+    wait_until(lambda: 11 in sink.event_types(sid))
     assert sink.received
     for headers, body in sink.received:
         assert verify_signature(body, headers["Agora-Signature-V2"], None, [NCS_SECRET.encode()]) == "v2"
@@ -85,11 +93,11 @@ def test_lifecycle_callbacks_in_order(
 ) -> None:
     """A normal recording sends Agora's events in a realistic order with increasing sequence numbers."""
     resource_id, sid = begin(agora, mode)  # type: ignore[arg-type]
-    wait_until(lambda: task(base, sid)["status"] == 5, timeout=5)
+    wait_until(lambda: task(base, sid)["status"] == 5)
     stop(agora, resource_id, sid, mode)
-    wait_until(lambda: set(expected) <= set(sink.event_types(sid)), timeout=5)
+    wait_until(lambda: set(expected) <= set(sink.event_types(sid)))
     sent = lambda: len(control(base, "GET", f"notifications?sid={sid}")["notifications"])  # noqa: E731
-    wait_until(lambda: len(sink.envelopes(sid)) == sent(), timeout=5)  # every callback sent has arrived
+    wait_until(lambda: len(sink.envelopes(sid)) == sent())  # every callback sent has arrived
     envelopes = sorted(sink.envelopes(sid), key=lambda e: e["payload"]["sequence"])
     seen = []
     for event_type in (e["eventType"] for e in envelopes):
@@ -106,9 +114,9 @@ def test_lifecycle_callbacks_in_order(
 def test_idle_channel_exits_after_max_idle_time(agora: AgoraClient, base: str, sink: Sink) -> None:
     """Everyone leaves: after maxIdleTime the task leaves (41 leaveCode 4), uploads and exits; stop then says 49."""
     resource_id, sid = begin(agora, "mix", max_idle_time=10)
-    wait_until(lambda: task(base, sid)["status"] == 5, timeout=5)
+    wait_until(lambda: task(base, sid)["status"] == 5)
     control(base, "PUT", "channels/room1", {"users": []})
-    wait_until(lambda: {41, 11} <= set(sink.event_types(sid)), timeout=emulated(30) + 5)
+    wait_until(lambda: {41, 11} <= set(sink.event_types(sid)))
     leave = next(e for e in sink.envelopes(sid) if e["eventType"] == 41)
     assert leave["payload"]["details"]["leaveCode"] == 4
     assert task(base, sid)["exitReason"] == "idle"
@@ -125,7 +133,7 @@ def test_live_channel_with_only_audience_is_idle_and_records_nothing(
         base, "PUT", "channels/talk", {"users": [{"uid": "7", "host": False, "audio": False, "video": False}]}
     )
     _, sid = begin(agora, "mix", cname="talk", channel_type=1, max_idle_time=5)
-    wait_until(lambda: 11 in sink.event_types(sid), timeout=emulated(20) + 5)
+    wait_until(lambda: 11 in sink.event_types(sid))
     assert 31 not in sink.event_types(sid) and task(base, sid)["recorded"] is False
 
 
@@ -135,7 +143,7 @@ def test_subscriptions_decide_what_is_recorded(agora: AgoraClient, base: str) ->
     resource_id, sid = begin(
         agora, "individual", subscribe_audio_uids=["1001"], subscribe_video_uids=["1001"]
     )
-    wait_until(lambda: task(base, sid)["status"] == 5, timeout=5)
+    wait_until(lambda: task(base, sid)["status"] == 5)
     names = [f["fileName"] for f in task(base, sid)["files"]]
     assert names and all("__uid_s_1001__" in name for name in names)
     lists = UidLists(subscribe_audio_uids=["1001", "1003"])
@@ -145,7 +153,6 @@ def test_subscriptions_decide_what_is_recorded(agora: AgoraClient, base: str) ->
     )
     wait_until(
         lambda: any("__uid_s_1003__uid_e_audio" in f["fileName"] for f in task(base, sid)["files"]),
-        timeout=emulated(15) + 5,
     )
     assert not any(
         "1002" in f["fileName"] or "__uid_s_1003__uid_e_video" in f["fileName"]
@@ -165,18 +172,19 @@ def test_start_accepted_then_dying(agora: AgoraClient, base: str, sink: Sink) ->
             return exc.outcome is Outcome.NOT_FOUND
         return False
 
-    wait_until(vanished, timeout=5)
-    time.sleep(emulated(10))
-    assert 11 not in sink.event_types(sid)
+    wait_until(vanished)
+    wait_until(lambda: task(base, sid)["state"] == "gone")  # died: none of its timers acts any more
+    wait_until(lambda: settled(base, sid), what="every callback of the session delivered")
+    assert 11 not in sink.event_types(sid) and 11 not in [n["eventType"] for n in notifications(base, sid)]
     _, second = begin(agora, "mix", uid="527842")  # times=1: the next session is healthy
-    wait_until(lambda: task(base, second)["status"] == 5, timeout=5)
+    wait_until(lambda: task(base, second)["status"] == 5)
 
 
 def test_ha_failover(agora: AgoraClient, base: str, sink: Sink) -> None:
     """Event 12 with newUid; 404s during the migration window; then the new uid and bak0_ files."""
     control(base, "POST", "faults", {"kind": "failover", "after": 20, "window": 30})
     resource_id, sid = begin(agora, "mix")
-    wait_until(lambda: 12 in sink.event_types(sid), timeout=5)
+    wait_until(lambda: 12 in sink.event_types(sid))
     new_uid = str(
         next(e for e in sink.envelopes(sid) if e["eventType"] == 12)["payload"]["details"]["newUid"]
     )
@@ -185,11 +193,9 @@ def test_ha_failover(agora: AgoraClient, base: str, sink: Sink) -> None:
     assert caught.value.status == 404
     wait_until(
         lambda: task(base, sid)["state"] == "running" and task(base, sid)["uid"] == new_uid,
-        timeout=emulated(40) + 5,
     )
     wait_until(
         lambda: any(f["fileName"].startswith(f"tests/bak0_{sid}") for f in task(base, sid)["files"]),
-        timeout=emulated(30) + 5,
     )
     report = agora.query(resource_id, sid, "mix")
     assert report.running and report.uid == "527841"  # answers keep the uid the session was started with
@@ -202,12 +208,12 @@ def test_backed_up_upload(agora: AgoraClient, base: str, sink: Sink) -> None:
     """The backup fault: stop reports backuped and the callback is 32 backuped with the files."""
     control(base, "POST", "faults", {"kind": "backup", "cname": "room1"})
     resource_id, sid = begin(agora, "mix")
-    wait_until(lambda: task(base, sid)["status"] == 5, timeout=5)
+    wait_until(lambda: task(base, sid)["status"] == 5)
     assert (
         agora.stop(resource_id, sid, "mix", StopRequest(cname="room1", uid="527841")).uploading_status
         == "backuped"
     )
-    wait_until(lambda: {32, 11} <= set(sink.event_types(sid)), timeout=5)
+    wait_until(lambda: {32, 11} <= set(sink.event_types(sid)))
     assert 32 in sink.event_types(sid) and 31 not in sink.event_types(sid)
 
 
@@ -215,7 +221,7 @@ def test_abnormal_exit(agora: AgoraClient, base: str, sink: Sink) -> None:
     """A fatal error event, then session exit with exitStatus 1; files recorded so far are uploaded."""
     control(base, "POST", "faults", {"kind": "abnormal_exit", "after": 25})
     _, sid = begin(agora, "mix")
-    wait_until(lambda: {1, 11, 31} <= set(sink.event_types(sid)), timeout=emulated(30) + 5)
+    wait_until(lambda: {1, 11, 31} <= set(sink.event_types(sid)))
     envelopes = {e["eventType"]: e for e in sink.envelopes(sid)}
     assert envelopes[1]["payload"]["details"]["errorLevel"] == 5
     assert envelopes[11]["payload"]["details"]["exitStatus"] == 1
@@ -231,7 +237,7 @@ def test_web_capability_limit(agora: AgoraClient, base: str, sink: Sink) -> None
         f"tasks/{sid}/faults",
         {"kind": "capability_limit", "after": 12, "limitType": "resolution"},
     )
-    wait_until(lambda: {72, 71, 11} <= set(sink.event_types(sid)), timeout=emulated(20) + 5)
+    wait_until(lambda: {72, 71, 11} <= set(sink.event_types(sid)))
     envelopes = {e["eventType"]: e for e in sink.envelopes(sid)}
     assert envelopes[72]["payload"]["details"]["limitType"] == "resolution"
     assert envelopes[71]["payload"]["details"]["code"] == 2
@@ -242,7 +248,7 @@ def test_web_max_recording_hour(sink: Sink) -> None:
     emulator, url = start_emulator(sink.url, time_scale=0.0002)  # 2 emulated hours = 1.4 real s
     try:
         _, sid = begin(make_client(url), "web")
-        wait_until(lambda: {71, 11} <= set(sink.event_types(sid)), timeout=10)
+        wait_until(lambda: {71, 11} <= set(sink.event_types(sid)))
         stopped = next(e for e in sink.envelopes(sid) if e["eventType"] == 71)
         assert (stopped["payload"]["details"]["code"], stopped["payload"]["details"]["message"]) == (
             1,
@@ -254,15 +260,16 @@ def test_web_max_recording_hour(sink: Sink) -> None:
 
 def test_redelivery_until_200_at_most_three_resends(agora: AgoraClient, base: str, sink: Sink) -> None:
     """A receiver answering 503 gets each callback 4 times in all, with a new notifyMs each time and the same noticeId."""
-    sink.answer = lambda body: 503
+    sink.answer = lambda _body: 503
     _, sid = begin(agora, "mix")
-    wait_until(lambda: sink.event_types(sid).count(30) == 4, timeout=emulated(20) + 5)
-    time.sleep(emulated(10))
+    first = wait_until(
+        lambda: next(
+            (n for n in notifications(base, sid) if n["eventType"] == 30 and n["state"] != "pending"), None
+        )
+    )  # given up: no copy comes after
     copies = [e for e in sink.envelopes(sid) if e["eventType"] == 30]
     assert len(copies) == 4 and len({e["noticeId"] for e in copies}) == 1
     assert len({e["notifyMs"] for e in copies}) == 4
-    notes = control(base, "GET", f"notifications?sid={sid}")["notifications"]
-    first = next(n for n in notes if n["eventType"] == 30)
     assert first["state"] == "failed" and [a["status"] for a in first["attempts"]] == [503] * 4
 
 
@@ -272,15 +279,14 @@ def test_redelivery_after_a_timeout(sink: Sink) -> None:
     try:
         sink.delay = 0.5
         _, sid = begin(make_client(url), "mix")
-        wait_until(lambda: sink.event_types(sid).count(30) >= 2, timeout=5)
+        wait_until(lambda: sink.event_types(sid).count(30) >= 2)
         sink.delay = 0
-        time.sleep(1.0)
+        # delivered once a copy is answered in time (or given up after the last resend): no copy after that
+        wait_until(
+            lambda: [n["state"] for n in notifications(url, sid) if n["eventType"] == 30] != ["pending"]
+        )
         assert 2 <= sink.event_types(sid).count(30) <= 4
-        attempts = next(
-            n
-            for n in control(url, "GET", f"notifications?sid={sid}")["notifications"]
-            if n["eventType"] == 30
-        )["attempts"]
+        attempts = next(n for n in notifications(url, sid) if n["eventType"] == 30)["attempts"]
         assert attempts[0]["error"] == "ReadTimeout"
     finally:
         emulator.close()
@@ -290,10 +296,11 @@ def test_ncs_loss_duplicates_and_reordering(agora: AgoraClient, base: str, sink:
     """The ncs fault loses, duplicates and reorders callbacks, and the control API says which."""
     control(base, "POST", "faults", {"kind": "ncs", "loss": 0.2, "duplicate": 0.5, "reorder": 20})
     resource_id, sid = begin(agora, "individual")
-    wait_until(lambda: task(base, sid)["status"] == 5, timeout=5)
+    wait_until(lambda: task(base, sid)["status"] == 5)
     stop(agora, resource_id, sid, "individual")
-    time.sleep(emulated(25) + 0.5)
-    notes = control(base, "GET", f"notifications?sid={sid}")["notifications"]
+    # the session's last callback (exit) sent, and every callback delivered, lost or given up
+    wait_until(lambda: 11 in [n["eventType"] for n in notifications(base, sid)] and settled(base, sid))
+    notes = notifications(base, sid)
     lost = {n["noticeId"] for n in notes if n["state"] == "lost"}
     duplicated = {n["noticeId"] for n in notes if n["duplicate"]}
     received = [e["noticeId"] for e in sink.envelopes(sid)]
@@ -335,62 +342,6 @@ def test_control_api_rejects_bad_fault_specs(base: str) -> None:
         parse_cli_fault("ncs:loss")
 
 
-def test_command_line_emulator_serves_and_stops(sink: Sink) -> None:
-    """``python -m agora_emulator`` with the contract's flags serves the REST API and stops on SIGTERM."""
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "agora_emulator",
-        "--port",
-        str(port),
-        "--notify-url",
-        sink.url,
-        "--ncs-secret",
-        "s3cret",
-    ]
-    command += [
-        "--app-id",
-        "cli-app",
-        "--customer-id",
-        "cid",
-        "--customer-secret",
-        "csecret",
-        "--time-scale",
-        "0.02",
-        "--fault",
-        "backup",
-        "--fault",
-        "slow:endpoint=start,delay=3,times=1",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(url), timeout=10)
-        answer = requests.post(
-            f"{url}/v1/apps/cli-app/cloud_recording/acquire",
-            json={"cname": "c", "uid": "1"},
-            auth=("cid", "csecret"),
-            timeout=5,
-        )
-        assert answer.status_code == 200 and answer.json()["resourceId"]
-        faults = control(url, "GET", "faults")["faults"]
-        assert [(f["kind"], f.get("endpoint"), f.get("delay"), f["times"]) for f in faults] == [
-            ("backup", None, None, None),
-            ("slow", "start", 3, 1),
-        ]
-    finally:
-        process.terminate()
-        assert process.wait(timeout=10) == 0
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/_emulator/state", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def test_individual_snapshots_send_event_45(agora: AgoraClient, base: str, sink: Sink) -> None:
     """With snapshotConfig, each video uid's screenshots are announced by event 45 as "<prefix>/<file>.jpg"."""
     control(
@@ -404,7 +355,7 @@ def test_individual_snapshots_send_event_45(agora: AgoraClient, base: str, sink:
     resource = agora.acquire(AcquireRequest(cname="room1", uid="527841")).resource_id
     assert resource
     sid = agora.start(resource, "individual", body).sid
-    wait_until(lambda: sink.event_types(sid).count(45) >= 2, timeout=5)
+    wait_until(lambda: sink.event_types(sid).count(45) >= 2)
     names = [e["payload"]["details"]["fileName"] for e in sink.envelopes(sid) if e["eventType"] == 45]
     assert all(
         n.startswith(f"tests/{sid}_room1__uid_s_1001__uid_e_video_") and n.endswith(".jpg") for n in names
@@ -419,7 +370,9 @@ def impatient(base: str) -> AgoraClient:
 def test_slow_start_is_served_though_the_client_times_out(base: str, sink: Sink) -> None:
     """A slow start creates the task (callbacks flow) while the client times out; the lock is free meanwhile,
     and a retried start on the same resource ID answers 201/7 at once, as Agora does."""
-    control(base, "POST", "faults", {"kind": "slow", "endpoint": "start", "delay": 3, "times": 1})
+    # held back far longer than the bounds below, so that a busy machine does not blur them (the answer is
+    # released when the emulator closes)
+    control(base, "POST", "faults", {"kind": "slow", "endpoint": "start", "delay": 30, "times": 1})
     client = impatient(base)
     resource_id = client.acquire(
         AcquireRequest(cname="room1", uid="527841", client_request=AcquireClientRequest(scene=0)), mode="mix"
@@ -428,18 +381,18 @@ def test_slow_start_is_served_though_the_client_times_out(base: str, sink: Sink)
     sent = time.monotonic()
     with pytest.raises(AgoraTransportError):
         client.start(resource_id, "mix", start_body("mix"))
-    assert time.monotonic() - sent < 1.5
+    assert time.monotonic() - sent < 10  # the client's read timeout, not the held-back answer
     state = control(base, "GET", "state")
     assert state["liveTasks"] == 1
     (summary,) = state["tasks"]
     assert summary["alive"] is True and summary["resourceId"] == resource_id
     sid = summary["sid"]
-    wait_until(lambda: {30, 40} <= set(sink.event_types(sid)), timeout=2)
+    wait_until(lambda: {30, 40} <= set(sink.event_types(sid)))
     (logged,) = control(base, "GET", "requests?endpoint=start")["requests"]
-    assert (logged["status"], logged["answer"]["sid"], logged["slowSeconds"]) == (200, sid, 3)
+    assert (logged["status"], logged["answer"]["sid"], logged["slowSeconds"]) == (200, sid, 30)
     with pytest.raises(AgoraApiError) as caught:
         client.start(resource_id, "mix", start_body("mix"))  # the slow answer is still held back
-    assert time.monotonic() - sent < 2.5  # not queued behind the held-back answer
+    assert time.monotonic() - sent < 20  # not queued behind the held-back answer
     assert (caught.value.status, caught.value.code, caught.value.outcome) == (201, 7, Outcome.ALREADY_RUNNING)
     assert control(base, "GET", "state")["liveTasks"] == 1
 
@@ -449,13 +402,13 @@ def test_slow_stop_stops_the_task_though_the_client_times_out(
 ) -> None:
     """A task's slow stop: the client times out, yet the task stopped; the retried stop says 49 at once."""
     resource_id, sid = begin(agora, "mix")
-    wait_until(lambda: task(base, sid)["status"] == 5, timeout=5)
+    wait_until(lambda: task(base, sid)["status"] == 5)
     control(base, "POST", f"tasks/{sid}/faults", {"kind": "slow", "endpoint": "stop", "delay": 2, "times": 1})
     client = impatient(base)
     with pytest.raises(AgoraTransportError):
         stop(client, resource_id, sid)
     assert task(base, sid)["alive"] is False and control(base, "GET", "state")["liveTasks"] == 0
-    wait_until(lambda: {41, 31, 11} <= set(sink.event_types(sid)), timeout=2)
+    wait_until(lambda: {41, 31, 11} <= set(sink.event_types(sid)))
     with pytest.raises(AgoraApiError) as caught:
         stop(client, resource_id, sid)
     assert caught.value.outcome is Outcome.ALREADY_STOPPED and caught.value.code == 49
@@ -468,19 +421,19 @@ def test_slow_stop_stops_the_task_though_the_client_times_out(
 def test_slow_fault_times_and_what_it_does_not_slow(base: str) -> None:
     """``times`` is honoured (the next call is fast); calls the gateway refuses are answered at once and
     leave the fault unused; bad slow specs are refused."""
-    control(base, "POST", "faults", {"kind": "slow", "endpoint": "*", "delay": 1.5, "times": 1})
+    control(base, "POST", "faults", {"kind": "slow", "endpoint": "*", "delay": 10, "times": 1})
     url = f"{base}/v1/apps/{APP_ID}/cloud_recording/acquire"
     body = {"cname": "room1", "uid": "527841", "clientRequest": {}}
     sent = time.monotonic()
-    refused = requests.post(url, json=body, auth=(CUSTOMER_ID, "wrong"), timeout=0.5)
-    assert refused.status_code == 401 and time.monotonic() - sent < 0.5
+    refused = requests.post(url, json=body, auth=(CUSTOMER_ID, "wrong"), timeout=5)
+    assert refused.status_code == 401 and time.monotonic() - sent < 5
     with pytest.raises(requests.ReadTimeout):
         requests.post(url, json=body, auth=(CUSTOMER_ID, CUSTOMER_SECRET), timeout=0.5)
     sent = time.monotonic()
-    fast = requests.post(url, json=body, auth=(CUSTOMER_ID, CUSTOMER_SECRET), timeout=0.5)
-    assert fast.status_code == 200 and fast.json()["resourceId"] and time.monotonic() - sent < 0.5
+    fast = requests.post(url, json=body, auth=(CUSTOMER_ID, CUSTOMER_SECRET), timeout=5)
+    assert fast.status_code == 200 and fast.json()["resourceId"] and time.monotonic() - sent < 5
     logged = control(base, "GET", "requests")["requests"]
-    assert [(r["status"], r.get("slowSeconds")) for r in logged] == [(401, None), (200, 1.5), (200, None)]
+    assert [(r["status"], r.get("slowSeconds")) for r in logged] == [(401, None), (200, 10), (200, None)]
     assert control(base, "GET", "faults")["faults"][0]["used"] == 1
     for bad in ({"endpoint": "nowhere"}, {"delay": "soon"}, {"delay": -1}):
         answer = requests.post(f"{base}/_emulator/faults", json={"kind": "slow", **bad}, timeout=5)
@@ -502,13 +455,17 @@ def test_slow_answer_to_a_vanished_client_breaks_nothing(
         f"Content-Length: {len(payload)}\r\n\r\n"
     )
     host, port = base.removeprefix("http://").split(":")
+    before = set(threading.enumerate())
     with caplog.at_level(logging.DEBUG):
         connection = socket.create_connection((host, int(port)), timeout=2)
         connection.sendall(head.encode() + payload)
-        wait_until(lambda: control(base, "GET", "requests")["requests"], timeout=2)
+        wait_until(lambda: control(base, "GET", "requests")["requests"])
         connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         connection.close()  # RST: writing the answer fails
-        time.sleep(0.8)
+        wait_until(
+            lambda: not [t for t in set(threading.enumerate()) - before if "process_request" in t.name],
+            what="the emulator's threads serving this test's requests to end (the held answer written)",
+        )
         answer = requests.post(
             f"{base}/v1/apps/{APP_ID}/cloud_recording/acquire",
             data=payload,
@@ -563,7 +520,7 @@ def test_quota_refuses_acquire_over_the_limit_and_a_stop_frees_a_place(sink: Sin
         }
         assert quota(base) == expected
         assert control(base, "GET", "state")["quota"] == expected
-        wait_until(lambda: task(base, first[1])["status"] == 5, timeout=5)
+        wait_until(lambda: task(base, first[1])["status"] == 5)
         stop(agora, *first, "mix", "q1")
         assert quota(base)["recorders"] == 1
         begin(agora, "mix", cname="q3")  # at once: no wait for the exit callbacks or the linger
@@ -581,12 +538,12 @@ def test_quota_frees_the_place_of_a_task_that_ends_by_itself(sink: Sink) -> None
         control(base, "POST", "faults", {"kind": "die", "after": 3, "times": 1})
         _, sid = begin(agora, "mix", cname="q1")
         assert raw_acquire(base, "q2").status_code == 400
-        wait_until(lambda: task(base, sid)["state"] == "gone", timeout=5)
+        wait_until(lambda: task(base, sid)["state"] == "gone")
         assert quota(base)["recorders"] == 0
         control(base, "PUT", "channels/q2", {"users": []})
         _, sid = begin(agora, "mix", cname="q2", max_idle_time=5)
         assert raw_acquire(base, "q3").status_code == 400
-        wait_until(lambda: task(base, sid)["exitReason"] == "idle", timeout=emulated(20) + 5)
+        wait_until(lambda: task(base, sid)["exitReason"] == "idle")
         assert raw_acquire(base, "q3").status_code == 200
     finally:
         emulator.close()
@@ -594,8 +551,7 @@ def test_quota_frees_the_place_of_a_task_that_ends_by_itself(sink: Sink) -> None
 
 def test_quota_counts_acquired_resources_until_started_or_expired(sink: Sink) -> None:
     """An acquired, unstarted resource holds a place for its 5 minutes of validity; started, it counts once."""
-    # 300 emulated s = 1.5 real s
-    emulator, base = start_emulator(sink.url, max_recorders=2, time_scale=0.005)
+    emulator, base = start_emulator(sink.url, max_recorders=2, time_scale=1.0)  # nothing expires by itself
     try:
         agora = make_client(base)
         resource_id = agora.acquire(AcquireRequest(cname="q1", uid="527841")).resource_id
@@ -604,8 +560,9 @@ def test_quota_counts_acquired_resources_until_started_or_expired(sink: Sink) ->
         assert raw_acquire(base, "q3").json() == OVER_LOAD  # two reserved, none started
         assert agora.start(resource_id, "mix", start_body("mix", "q1")).sid
         assert quota(base)["recorders"] == 2  # the started resource is a task now, not also a reservation
-        wait_until(lambda: raw_acquire(base, "q3").status_code == 200, timeout=5)  # q2's reservation expired
-        assert quota(base)["recorders"] == 2 and quota(base)["refused"] >= 1
+        advance(emulator, 301)  # q2's reservation expires
+        assert raw_acquire(base, "q3").status_code == 200
+        assert quota(base)["recorders"] == 2 and quota(base)["refused"] == 1
     finally:
         emulator.close()
 
@@ -672,15 +629,3 @@ def _default_limit_and_changes(base: str) -> None:
         answer = requests.put(f"{base}/_emulator/quota", json=bad, timeout=5)
         assert answer.status_code == 400 and answer.json()["error"], bad
     assert quota(base)["maxRecorders"] == 61
-
-
-def test_quota_limits_from_the_command_line() -> None:
-    """--max-recorders / --max-web-recorders reach the Config; defaults are Agora's 50 and 200; negative is refused."""
-    from agora_emulator.__main__ import parse_args
-
-    assert (parse_args([]).max_recorders, parse_args([]).max_web_recorders) == (50, 200)
-    args = parse_args(["--max-recorders", "3", "--max-web-recorders", "0"])
-    assert (args.max_recorders, args.max_web_recorders) == (3, 0)
-    command = [sys.executable, "-m", "agora_emulator", "--port", str(free_port()), "--max-recorders", "-1"]
-    refused = subprocess.run(command, capture_output=True, text=True, timeout=30)
-    assert refused.returncode == 2 and "max_recorders" in refused.stderr

@@ -18,8 +18,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from rq import Queue
 
-from tests.conftest import NCS_SECRET, with_default_storage
-from tests.factories import body_of, event, signed_headers
+from tests.support.factories import body_of, event, signed_headers
+from tests.support.service import NCS_SECRET, with_default_storage
 from workers.core import schema
 from workers.core.config import Settings
 from workers.core.errors import EventError

@@ -8,8 +8,8 @@ import time
 import pytest
 import redis
 
-from tests.conftest import NCS_SECRET
-from tests.factories import body_of, event, signed_headers
+from tests.support.factories import body_of, event, signed_headers
+from tests.support.service import NCS_SECRET
 from workers.core import schema
 from workers.core.config import current_settings
 from workers.jobs import drain_batch

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import NCS_SECRET
-from tests.factories import body_of, event, signed_headers
-from tests.redis_server import RedisServer
+from tests.support.factories import body_of, event, signed_headers
+from tests.support.redis_server import RedisServer
+from tests.support.service import NCS_SECRET
 from webhook_service import create_app
 from workers.core.config import Settings
 
@@ -131,7 +131,7 @@ def test_agora_requests_by_endpoint_outcome_and_duration(
     is a retry, a closed port a transport error."""
     import dataclasses
 
-    from tests.emulated import APP_ID, CUSTOMER_ID, CUSTOMER_SECRET, SCALE, control, make_client
+    from tests.support.emulated import APP_ID, CUSTOMER_ID, CUSTOMER_SECRET, SCALE, control, make_client
     from workers.agora import AcquireClientRequest, AcquireRequest, AgoraError
     from workers.core.measure import record_agora
     from workers.recordings.runner import Runner
@@ -183,15 +183,17 @@ def test_recordings_per_state_kept_by_the_steps(client: FlaskClient, redis_clien
     """States are noted on saves (non-terminal kept, terminal removed and counted); active recordings no step
     saved yet are pending; entries whose recording is no longer active are ignored and removed."""
     from workers.core import schema
-    from workers.core.measure import RECORDING_STATES, record_state
+    from workers.core.measure import record_state
 
     redis_client.zadd(schema.ACTIVE_RECORDINGS, {"rec_a": 1, "rec_b": 1, "rec_c": 1, "rec_new": 1})
     record_state(redis_client, "rec_a", "recording", terminal=False, entered=True)
     record_state(redis_client, "rec_b", "recording", terminal=False, entered=True)
     record_state(redis_client, "rec_c", "uploading", terminal=False, entered=True)
     seconds, _ = redis_client.time()
-    redis_client.hset(RECORDING_STATES, "rec_c", f"uploading {(seconds - 600) * 1000}")
-    redis_client.hset(RECORDING_STATES, "rec_gone", f"stopping {seconds * 1000}")  # not active any more
+    redis_client.hset(schema.RECORDING_STATES, "rec_c", f"uploading {(seconds - 600) * 1000}")
+    redis_client.hset(
+        schema.RECORDING_STATES, "rec_gone", f"stopping {seconds * 1000}"
+    )  # not active any more
     record_state(redis_client, "rec_a", "recording", terminal=False, entered=False)  # another save: no change
     record_state(redis_client, "rec_d", "failed", terminal=True, entered=True)
     values = scrape(client)
@@ -211,7 +213,7 @@ def test_recordings_per_state_kept_by_the_steps(client: FlaskClient, redis_clien
     assert (
         entered["state=recording"] == 2 and entered["state=failed"] == 1 and entered["state=completed"] == 0
     )
-    assert not redis_client.hexists(RECORDING_STATES, "rec_gone")
+    assert not redis_client.hexists(schema.RECORDING_STATES, "rec_gone")
     record_state(redis_client, "rec_c", "completed", terminal=True, entered=True)
     redis_client.zrem(schema.ACTIVE_RECORDINGS, "rec_c")
     values = scrape(client)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agora_emulator import Emulator
-from tests.emulated import (
+from tests.support.emulated import (
     ACCESS_KEY,
     APP_ID,
     CUSTOMER_ID,
@@ -21,8 +21,8 @@ from tests.emulated import (
     control,
     make_client,
     start_emulator,
-    wait_until,
 )
+from tests.support.wait import wait_until
 from workers.agora import (
     AcquireClientRequest,
     AcquireRequest,
@@ -49,7 +49,7 @@ from workers.agora import (
 )
 from workers.agora.bodies import RtmpPublishConfig
 
-SCRIPT = Path(__file__).with_name("official_client_run.py")
+SCRIPT = Path(__file__).resolve().parents[1] / "support" / "official_client_run.py"
 CNAME, UID = "official", "527841"
 MODES = ("individual", "mix", "web")
 
@@ -164,7 +164,7 @@ def record_with_project_client(agora: AgoraClient, mode: Any) -> None:
         resource_id, mode, StartRequest(cname=CNAME, uid=UID, client_request=start_request(mode))
     ).sid
     assert sid
-    wait_until(lambda: agora.query(resource_id, sid, mode).status == 5, timeout=10)
+    wait_until(lambda: agora.query(resource_id, sid, mode).status == 5)
     agora.update(
         resource_id, sid, mode, UpdateRequest(cname=CNAME, uid=UID, client_request=update_request(mode))
     )

@@ -1,4 +1,4 @@
-"""POST /webhooks/agora against a real Redis: the ingest promise of design.md."""
+"""POST /webhooks/agora against a real Redis: the ingest promise of docs/design.md §3."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import NCS_SECRET
-from tests.factories import body_of, event, signed_headers
-from tests.redis_server import RedisServer
-from tests.test_signature import VECTOR_1, VECTOR_2
+from tests.support.factories import VECTOR_1, VECTOR_2, body_of, event, signed_headers
+from tests.support.redis_server import RedisServer
+from tests.support.service import NCS_SECRET
 from webhook_service import create_app
 from workers.core import schema
 from workers.core.config import Settings
@@ -85,7 +84,7 @@ def test_console_check_events_get_200(client, body) -> None:
 
 def test_transcoder_event_without_sid_is_accepted(client, redis_client) -> None:
     """Cloud Transcoder events share productId 3 and carry no sid."""
-    from tests.test_events import TRANSCODER
+    from tests.support.factories import TRANSCODER
 
     assert post(client, json.dumps(TRANSCODER).encode()).status_code == 200
     assert len(inbox_entries(redis_client)) == 1
@@ -127,7 +126,7 @@ def test_transcoder_event_without_sid_is_accepted(client, redis_client) -> None:
             415,
             "unsupported_media_type",
         ),
-        (lambda c, b: c.get(URL), 405, "method_not_allowed"),
+        (lambda c, _b: c.get(URL), 405, "method_not_allowed"),
         (lambda c, b: c.put(URL, data=b, headers=signed_headers(b, NCS_SECRET)), 405, "method_not_allowed"),
     ],
     ids=[

@@ -6,10 +6,12 @@ import time
 from typing import Any
 
 import msgspec
+import pytest
 import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from workers.agora import ratelimit
 from workers.agora.ratelimit import MARGIN_MS, RateLimiter
 from workers.core import schema
 from workers.core.config import Settings
@@ -114,17 +116,46 @@ def test_recorder_uid_rotation_stays_valid() -> None:
         assert all(1 <= int(u) <= 2**32 - 1 for u in uids)
 
 
-def test_rate_limit_is_a_sliding_window_shared_by_clients(redis_client: redis.Redis) -> None:
-    """Two limiters on one App ID share 5 requests per window; the refused get a wait until the oldest expires."""
+def age_window(connection: redis.Redis, app_id: str, ms: float) -> None:
+    """Time passing for the rate limit: every slot in the App ID's window is ``ms`` older."""
+    key = schema.rate_limit(app_id)
+    for member, score in connection.zrange(key, 0, -1, withscores=True):
+        connection.zadd(key, {member: score - ms})
+
+
+class SteppedTime:
+    """Stands for the ``time`` module of :mod:`workers.agora.ratelimit`: ``sleep`` moves the App ID's window
+    (:func:`age_window`) and a clock of its own instead of waiting."""
+
+    def __init__(self, connection: redis.Redis, app_id: str) -> None:
+        self.connection, self.app_id = connection, app_id
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        age_window(self.connection, self.app_id, seconds * 1000)
+
+
+def test_rate_limit_is_a_sliding_window_shared_by_clients(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two limiters on one App ID share 5 requests per window; the refused get a wait until the oldest
+    expires, and ``take`` sleeps that long (on a stepped clock) and then gets the slot."""
     first, second = RateLimiter(redis_client, "app-x", 5), RateLimiter(redis_client, "app-x", 5)
     answers = [limiter.try_take() for limiter in (first, second) * 5]
     assert answers.count(0) == 5
     assert all(0 < wait <= 1001 + MARGIN_MS for wait in answers if wait)
     other_app = RateLimiter(redis_client, "app-y", 5)
     assert other_app.try_take() == 0
-    started = time.monotonic()
+    clock = SteppedTime(redis_client, "app-x")
+    monkeypatch.setattr(ratelimit, "time", clock)
     assert first.take(max_wait_seconds=2.0)
-    assert 0.5 < time.monotonic() - started < 1.8
+    assert 0.5 < sum(clock.slept) < 1.8 and len(clock.slept) == 1
 
 
 def test_stored_recording_round_trips() -> None:
@@ -200,11 +231,13 @@ def test_a_waiting_stop_makes_starts_yield(redis_client: redis.Redis) -> None:
     assert [busy.try_take("start") for _ in range(10)] == [0] * 10
     wait = busy.try_take("stop")
     assert wait > 0  # full: the stop waits, and says so
-    time.sleep(wait / 1000)
-    # slots free in the order taken; the first start after the wait finds 9 counted at most: it yields
+    age_window(
+        redis_client, "app-yield-2", 1000 + MARGIN_MS + 1
+    )  # every slot taken so far has left the window
+    # while the stop waits, starts fill 9 of the 10 slots: the last is the stop's
     while busy.try_take("start") == 0:
         pass
-    assert len(redis_client.zrange(schema.rate_limit("app-yield-2"), 0, -1)) <= 9
+    assert len(redis_client.zrange(schema.rate_limit("app-yield-2"), 0, -1)) == 9
     assert busy.try_take("stop") == 0  # the room left is the stop's
 
 
@@ -217,10 +250,10 @@ def test_a_waiting_start_makes_acquires_yield(redis_client: redis.Redis) -> None
     assert [busy.try_take("acquire") for _ in range(10)] == [0] * 10
     wait = busy.try_take("start")
     assert wait > 0
-    time.sleep(wait / 1000)
+    age_window(redis_client, "app-acq-2", 1000 + MARGIN_MS + 1)  # every slot taken so far has left the window
     while busy.try_take("acquire") == 0:
         pass
-    assert len(redis_client.zrange(schema.rate_limit("app-acq-2"), 0, -1)) <= 6
+    assert len(redis_client.zrange(schema.rate_limit("app-acq-2"), 0, -1)) == 6
     assert [busy.try_take("start") for _ in range(4)] == [0] * 4
 
 
@@ -231,7 +264,7 @@ def test_polls_yield_to_a_waiting_acquire_but_keep_their_floor(redis_client: red
     assert [limiter.try_take("acquire") for _ in range(10)] == [0] * 10
     wait = limiter.try_take("acquire")
     assert wait > 0
-    time.sleep(wait / 1000)
+    age_window(redis_client, "app-poll", 1000 + MARGIN_MS + 1)  # every slot taken so far has left the window
     while limiter.try_take("poll") == 0:
         pass
     assert len(redis_client.zrange(schema.rate_limit("app-poll"), 0, -1)) == 4

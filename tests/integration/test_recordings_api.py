@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from rq import Queue
 
-from tests.conftest import with_default_storage
+from tests.support.service import with_default_storage
 from webhook_service import create_app
 from workers.core import schema
 from workers.core.config import Settings

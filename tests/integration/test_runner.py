@@ -15,7 +15,17 @@ import redis
 import requests
 from werkzeug.serving import make_server
 
-from tests.emulated import APP_ID, CUSTOMER_ID, CUSTOMER_SECRET, SCALE, Sink, control, make_client, wait_until
+from tests.support.emulated import (
+    APP_ID,
+    CUSTOMER_ID,
+    CUSTOMER_SECRET,
+    POLL,
+    SCALE,
+    Sink,
+    control,
+    make_client,
+)
+from tests.support.wait import wait_until
 from webhook_service import create_app
 from workers.agora import (
     AcquireClientRequest,
@@ -165,7 +175,7 @@ def test_a_stray_task_on_an_old_uid_is_stopped_while_the_recording_goes_on(
     because another session of ours records; ours keeps running."""
     recording_id = create(redis_client, settings, "stray")
     runner = Runner(redis_client, settings, make_client(base))
-    wait_until(lambda: runner.advance(recording_id) == "recording", timeout=5, interval=0.05)
+    wait_until(lambda: runner.advance(recording_id) == "recording", interval=0.05)
     rec = load(redis_client, recording_id)
     assert rec is not None
     ours = rec.sessions[0].sid
@@ -219,7 +229,7 @@ def test_one_timer_per_recording_claimed_once_and_leased(
 def http_app(settings: Settings) -> Iterator[str]:
     """The web app on a real threaded HTTP server on loopback."""
     server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(POLL,), daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
 
@@ -310,24 +320,24 @@ def test_the_clients_own_retries_take_a_rate_limit_slot(redis_client: redis.Redi
 
 
 def test_a_lock_the_step_could_not_release_is_released_once_redis_is_back(
-    redis_client: redis.Redis, settings: Settings, base: str
+    redis_client: redis.Redis, settings: Settings, base: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A step ending while Redis is away cannot release its lock, and its worker lives on (heartbeat), so
     nobody would take it over: the worker keeps it and releases it at its next maintenance."""
+    from workers.core import scripts
     from workers.recordings import runner as runner_module
 
     recording_id = create(redis_client, settings, "unreleased")
     runner = Runner(redis_client, settings, make_client(base))
-    real_release = runner._release
 
     def redis_away(*args: Any, **kwargs: Any) -> Any:
         raise redis.ConnectionError("gone")
 
-    runner._release = redis_away  # type: ignore[assignment]
-    runner.advance(recording_id)
+    with monkeypatch.context() as away:
+        away.setattr(scripts, "RELEASE_LOCK", redis_away)
+        runner.advance(recording_id)
     lock = schema.recording_lock(recording_id)
     assert redis_client.exists(lock) and runner_module.UNRELEASED
-    runner._release = real_release  # type: ignore[assignment]
     assert runner_module.release_pending(redis_client) == 1
     assert not redis_client.exists(lock) and not runner_module.UNRELEASED
 
@@ -407,7 +417,7 @@ def test_a_notification_decided_by_a_save_survives_a_worker_dying_before_it_is_q
 
     monkeypatch.setattr(RunnerClass, "send_outbox", dies)
     with pytest.raises(Killed):
-        wait_until(lambda: runner.advance(recording_id) == "recording", timeout=5, interval=0.05)
+        wait_until(lambda: runner.advance(recording_id) == "recording", interval=0.05)
     assert redis_client.llen(schema.recording_outbox(recording_id)) == 1
     assert Queue(schema.NOTIFY_QUEUE, connection=redis_client).count == 0
     monkeypatch.undo()

@@ -29,8 +29,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from schemathesis.engine import Status, events, from_schema
 
-from tests.conftest import API_TOKEN, NCS_SECRET, with_default_storage
-from tests.factories import body_of, event, signed_headers
+from tests.support.factories import body_of, event, signed_headers
+from tests.support.service import API_TOKEN, NCS_SECRET, with_default_storage
 from workers.core import schema
 from workers.core.config import Settings
 from workers.jobs import drain_batch
@@ -183,7 +183,7 @@ def _nasty_document(client: FlaskClient, ids: dict[str, str]) -> dict[str, Any]:
         elif path.endswith("/layout"):
             valid = {"mixedVideoLayout": 1}
             fields = ["mixedVideoLayout", "layoutConfig", "backgroundColor", "backgroundConfig"]
-        else:  # the receiver: unsigned, so these are 401s (tests/test_hardening.py signs deep callbacks)
+        else:  # the receiver: unsigned, so these are 401s (tests/integration/test_hardening.py signs deep callbacks)
             valid = {"noticeId": "n", "productId": 3, "eventType": 40, "notifyMs": 1, "payload": {}}
             fields = ["payload", "noticeId"]
         content["schema"] = {}
@@ -215,7 +215,7 @@ DISABLED_CHECKS = (
     "unsupported_method",
     "allow_header_conformance",
     "object_level_authorization",
-    "ignored_auth",  # broken in-process (passes max_redirects to werkzeug); tests/test_hardening.py checks 401s
+    "ignored_auth",  # broken in-process (passes max_redirects to werkzeug); tests/integration/test_hardening.py checks 401s
 )
 
 

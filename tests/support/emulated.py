@@ -6,14 +6,17 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 import msgspec
 import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+import agora_emulator.app
 from agora_emulator import Config, Emulator
 from agora_emulator.app import QuietHandler
+from agora_emulator.clock import Clock
 from workers.agora import (
     AcquireClientRequest,
     AcquireRequest,
@@ -39,6 +42,9 @@ ACCESS_KEY = "AKIA-TEST-ACCESS-KEY"
 SECRET_KEY = "test-storage-secret-key-value"
 #: Real seconds per emulated second in tests: 50x faster than Agora.
 SCALE = 0.02
+#: How often a test's HTTP server looks for a shutdown request (socketserver's default is half a second, which
+#: each server's teardown would wait out).
+POLL = 0.01
 
 
 class Sink:
@@ -46,11 +52,12 @@ class Sink:
 
     def __init__(self) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
-        self.answer: Callable[[bytes], int] = lambda body: 200
+        self.answer: Callable[[bytes], int] = lambda _body: 200
         self.delay = 0.0
         self._lock = threading.Lock()
         self._server = make_server("127.0.0.1", 0, self._app, threaded=True, request_handler=QuietHandler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL,), daemon=True)
+        self._thread.start()
         self.url = f"http://127.0.0.1:{self._server.server_port}/webhooks/agora"
 
     @Request.application  # type: ignore[misc]
@@ -73,9 +80,37 @@ class Sink:
         return [e["eventType"] for e in self.envelopes(sid)]
 
     def close(self) -> None:
-        """Stop serving."""
+        """Stop serving (at once: the serving loop looks for the request every ``POLL`` seconds)."""
         self._server.shutdown()
         self._server.server_close()
+        self._thread.join(5)
+
+
+class SteppedClock(Clock):
+    """The emulator's clock, which a test moves forward instead of waiting: :func:`advance` adds emulated
+    seconds to what the emulated world reads as now (resource expiry, quota reservations, task ages, callback
+    timestamps). Callbacks the emulator already scheduled keep their real delays."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__(scale)
+        self._offset = 0.0
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            offset = self._offset
+        return super().now() + offset
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._offset += seconds
+
+
+def advance(emulator: Emulator, seconds: float) -> None:
+    """Move an in-process emulator's clock ``seconds`` emulated seconds forward (see :class:`SteppedClock`)."""
+    clock = emulator.clock
+    assert isinstance(clock, SteppedClock), "the emulator was not made by start_emulator()"
+    clock.advance(seconds)
 
 
 def start_emulator(notify_url: str | None = None, **overrides: Any) -> tuple[Emulator, str]:
@@ -93,7 +128,8 @@ def start_emulator(notify_url: str | None = None, **overrides: Any) -> tuple[Emu
     )
     for name, value in overrides.items():
         setattr(config, name, value)
-    emulator = Emulator(config)
+    with mock.patch.object(agora_emulator.app, "Clock", SteppedClock):
+        emulator = Emulator(config)
     return emulator, emulator.serve_in_thread()
 
 
@@ -175,18 +211,6 @@ def control(base_url: str, method: str, path: str, body: Any = None) -> Any:
     response = requests.request(method, f"{base_url}/_emulator/{path}", json=body, timeout=5)
     assert response.status_code < 300, response.text
     return response.json()
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Poll until ``predicate()`` is truthy; fail the test with a clear message otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 def emulated(seconds: float) -> float:

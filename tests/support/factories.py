@@ -11,6 +11,32 @@ from webhook_service.signature import sign
 _counter = itertools.count(1)
 BASE_MS = 1_700_000_000_000
 
+#: The verified signature vectors of Agora's reference (§1.4; secret ``secret``), bodies exactly as printed there.
+VECTOR_1 = (
+    b'{"eventMs":1560408533119,"eventType":10,"noticeId":"4eb720f0-8da7-11e9-a43e-53f411c2761f",'
+    b'"notifyMs":1560408533119,"payload":{"a":"1","b":2},"productId":1}'
+)
+VECTOR_2 = (
+    b'{"eventType":10,"noticeId":"4eb720f0-8da7-11e9-a43e-53f411c2761f","notifyMs":1560408533119,'
+    b'"payload":{"a":"1","b":2},"productId":1}'
+)
+
+#: A Cloud Transcoder callback (no ``sid``; ``serviceScene`` rtsc/cloud-transcoder).
+TRANSCODER = {
+    "noticeId": "t-1",
+    "productId": 3,
+    "eventType": 110,
+    "notifyMs": 1656573243400,
+    "payload": {
+        "taskId": "1234",
+        "instanceId": "123",
+        "sequence": 123,
+        "sendts": 1656573243385,
+        "serviceScene": "rtsc/cloud-transcoder",
+        "details": {"event": "cloud_transcoder_started", "state": "Transcoder success"},
+    },
+}
+
 
 def event(
     event_type: int = 40,

@@ -936,7 +936,7 @@ class Driver:
 
     def wait(self, ms: int) -> Recording:
         """Let ``ms`` of fake time pass, stepping as the recording asks."""
-        return self.run(lambda r: False, within_ms=ms)
+        return self.run(lambda _rec: False, within_ms=ms)
 
     # -- reading -------------------------------------------------------------------------------------------
 

@@ -12,10 +12,15 @@ from pathlib import Path
 
 import requests
 
-from tests.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+
+
+def port_taken(log: str) -> bool:
+    """Whether a server's log says its port was taken (gunicorn's words, or the socket error's)."""
+    return "Connection in use" in log or "Address already in use" in log
 
 
 def procfile_command(name: str) -> list[str]:
@@ -60,19 +65,19 @@ class Stack:
             )  # fmt: skip
 
     def start(self) -> Stack:
+        planned = self.redis.url
         self.redis.start()
-        self.web = self._spawn("web", "web.log")
+        if self.env.get("REDIS_URL") == planned:  # its port changed if another process took it meanwhile
+            self.env["REDIS_URL"] = self.redis.url
         self.start_worker()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            if self.web.poll() is not None:
+        for _ in range(3):
+            self.web = self._spawn("web", "web.log")
+            if self.wait_ready(60):
+                return self
+            if not port_taken(self.log("web.log")) or self.web.poll() is None:
                 break
-            time.sleep(0.1)
+            self.port = free_port()  # taken between free_port() and gunicorn's bind: another one
+            self.env["PORT"] = str(self.port)
         raise RuntimeError("web did not become ready:\n" + self.log("web.log"))
 
     def start_worker(self) -> subprocess.Popen[bytes]:
@@ -100,6 +105,20 @@ class Stack:
                     process.wait()
         self.redis.stop()
 
+    def kill(self) -> None:
+        """SIGKILL every process (workers with their scheduler, web with its workers, Redis) and reap them: the
+        end of a test's stack, where nothing needs a clean shutdown (``stop()`` takes seconds)."""
+        for process in [*self.workers, self.web]:
+            if process is not None and process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for process in [*self.workers, self.web]:
+            if process is not None:
+                process.wait(10)
+        self.redis.kill()
+
     # -- process faults (chaos runs; additive to the above) -------------------------------------------------
 
     def wait_ready(self, timeout: float = 20.0) -> bool:
@@ -113,7 +132,7 @@ class Stack:
                 pass
             if self.web is not None and self.web.poll() is not None:
                 return False
-            time.sleep(0.1)
+            time.sleep(0.05)
         return False
 
     def restart_web(self, timeout: float = 20.0) -> None:
@@ -140,3 +159,31 @@ class Stack:
     def alive_workers(self) -> list[subprocess.Popen[bytes]]:
         """The worker processes still running."""
         return [worker for worker in self.workers if worker.poll() is None]
+
+
+def start_emulator_process(
+    directory: Path, *args: str, log_name: str = "emulator.log"
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The Agora emulator as its own process (``python -m agora_emulator`` with ``args``, as the contract runs
+    it) on a free loopback port, once its control API answers; returns the process and its base URL."""
+    for _ in range(3):
+        port = free_port()
+        command = [sys.executable, "-m", "agora_emulator", "--port", str(port), *args]
+        with open(directory / log_name, "ab") as log:
+            process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/_emulator/state", timeout=1).status_code == 200:
+                    return process, url
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        text = (directory / log_name).read_text(errors="replace")
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        if not port_taken(text):
+            raise RuntimeError("the emulator did not start:\n" + text[-4000:])
+    raise RuntimeError("the emulator found no free port")

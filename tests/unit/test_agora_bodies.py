@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.emulated import ACCESS_KEY, SECRET_KEY, start_body, storage
+from tests.support.emulated import ACCESS_KEY, SECRET_KEY, start_body, storage
 from workers.agora import (
     AcquireClientRequest,
     AcquireRequest,

@@ -150,5 +150,5 @@ def test_any_json_shape_is_read_without_exceptions(server_response: Any) -> None
     ],
 )
 def test_outcome_table(endpoint: str, status: int, code: int | None, outcome: Outcome) -> None:
-    """Each documented answer maps to what the caller must do (agora-reference §3.9)."""
+    """Each documented answer maps to what the caller must do (docs/agora.md §3.9)."""
     assert classify(endpoint, status, code) is outcome

@@ -154,3 +154,22 @@ def test_urls_in_repr_lose_userinfo_and_query() -> None:
     assert "notify_url='https://***@app.example/hook?***'" in text
     assert "agora_api_base_url='http://***@proxy.example:8080/agora?***'" in text
     assert settings.notify_url.endswith("?sig=QSECRET")  # the value itself stays usable
+
+
+@pytest.mark.parametrize("cert_reqs", ["none", "optional"])
+def test_redis_cert_reqs_joins_a_rediss_url(cert_reqs: str) -> None:
+    url = "rediss://:p4ss@redis.example:6380/0?ssl_ca_certs=%2Fetc%2Fca.pem&ssl_cert_reqs=required"
+    settings = Settings.from_env({"REDIS_URL": url, "REDIS_SSL_CERT_REQS": cert_reqs, "APP_ENV": "test"})
+    assert settings.redis_url == (
+        f"rediss://:p4ss@redis.example:6380/0?ssl_ca_certs=%2Fetc%2Fca.pem&ssl_cert_reqs={cert_reqs}"
+    )
+    assert "p4ss" not in repr(settings)
+
+
+def test_redis_cert_reqs_default_and_misuse() -> None:
+    url = "rediss://redis.example:6380/0"
+    assert Settings.from_env({"REDIS_URL": url, "APP_ENV": "test"}).redis_url == url
+    with pytest.raises(ConfigError, match="REDIS_SSL_CERT_REQS applies to a rediss:// REDIS_URL only"):
+        Settings.from_env({"REDIS_URL": "redis://h:6379/0", "REDIS_SSL_CERT_REQS": "none", "APP_ENV": "test"})
+    with pytest.raises(ConfigError, match="REDIS_SSL_CERT_REQS"):
+        Settings.from_env({"REDIS_URL": url, "REDIS_SSL_CERT_REQS": "never", "APP_ENV": "test"})

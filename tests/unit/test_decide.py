@@ -1,6 +1,6 @@
-"""The orchestration's decisions in-process: a fake clock and a scripted Agora (tests/fake_agora.py).
+"""The orchestration's decisions in-process: a fake clock and a scripted Agora (tests/support/fake_agora.py).
 
-One twin for every scenario of tests/test_recordings_e2e.py, and the rules about ambiguous starts, strays,
+One twin for every scenario of tests/e2e/test_recordings.py, and the rules about ambiguous starts, strays,
 settling and wake-ups. Each runs in milliseconds.
 """
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.fake_agora import START_MS, Driver, FakeAgora, new_recording, request_for
+from tests.support.fake_agora import START_MS, Driver, FakeAgora, new_recording, request_for
 from workers.agora import AgoraApiError
 from workers.recordings.decide import (
     EARLY_MS,
@@ -396,7 +396,7 @@ def test_step_killed_after_sending_start_resends_it_with_the_same_resource() -> 
     driver.kill = None
     saved = driver.rec.sessions[0]
     assert saved.start_in_flight and saved.start_sent == 1
-    driver.run(lambda r: len(driver.calls("start")) == 2, within_ms=60 * S)
+    driver.run(lambda _rec: len(driver.calls("start")) == 2, within_ms=60 * S)
     first, second = driver.calls("start")
     assert second.resource_id == first.resource_id == saved.resource_id and second.code == 7
     agora.flow()
@@ -705,7 +705,7 @@ def test_no_callbacks_at_all_never_leads_to_a_second_task() -> None:
     assert rec.sessions[0].given_up and 53 in [c.code for c in driver.calls("start")]
     assert rec.state == State.FAILED and driver.notifications == ["recording.failed"]
     agora.flow()  # the callbacks come after all: the task is adopted and stopped
-    driver.run(lambda r: not driver.live_tasks(), within_ms=600 * S)
+    driver.run(lambda _rec: not driver.live_tasks(), within_ms=600 * S)
     assert driver.rec.sessions[0].sid == driver.calls("start")[0].sid
 
 
@@ -763,7 +763,7 @@ def test_a_fatal_error_callback_brings_the_next_query_forward_once() -> None:
 def test_a_refused_stop_is_asked_again_and_leaves_no_task_running() -> None:
     """A stop refused once (401 while the Customer Secret rotates) is sent again later: the recording ends
     only once its task is stopped, never with its recorder left running."""
-    from tests.fake_agora import Driver, FakeAgora, new_recording
+    from tests.support.fake_agora import Driver, FakeAgora, new_recording
 
     agora = FakeAgora()
     driver = Driver(agora, new_recording("mix"))

@@ -8,23 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.factories import TRANSCODER
 from workers.core.errors import EventError
 from workers.ncs.envelope import Envelope, decode_envelope, parse_event
-
-TRANSCODER = {
-    "noticeId": "t-1",
-    "productId": 3,
-    "eventType": 110,
-    "notifyMs": 1656573243400,
-    "payload": {
-        "taskId": "1234",
-        "instanceId": "123",
-        "sequence": 123,
-        "sendts": 1656573243385,
-        "serviceScene": "rtsc/cloud-transcoder",
-        "details": {"event": "cloud_transcoder_started", "state": "Transcoder success"},
-    },
-}
 
 
 def test_reference_example_with_extra_top_level_sid() -> None:

@@ -1,23 +1,17 @@
 """Fleet rules in-process (fake clock, scripted Agora): admission, 406, pause and resume, maxRestarts, poll
-stretching. The Redis side of admission (order, priority, slots given back) is in tests/test_admission.py."""
+stretching. The Redis side of admission (order, priority, slots given back) is in tests/integration/test_admission.py."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.fake_agora import Driver, FakeAgora, new_recording, request_for
+from tests.support.fake_agora import Driver, FakeAgora, new_recording, request_for
 from workers.agora.ratelimit import MARGIN_MS
 from workers.recordings.admission import admission_mark
-from workers.recordings.decide import (
-    CAPACITY_BACKOFF,
-    MAX_START_ATTEMPTS,
-    POLL_EVERY,
-    POLL_EVERY_MAX,
-    POLL_JITTER,
-    poll_interval,
-)
+from workers.recordings.decide import CAPACITY_BACKOFF, MAX_START_ATTEMPTS
 from workers.recordings.machine import State
 from workers.recordings.model import Recording, encode
+from workers.recordings.polling import POLL_EVERY, POLL_EVERY_MAX, POLL_JITTER, poll_interval
 
 S = 1000  # ms
 

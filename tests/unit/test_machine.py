@@ -1,7 +1,7 @@
 """Stateful property test of the orchestration: Hypothesis interleaves API commands, callbacks (delivered,
 lost, duplicated, reordered), Agora's faults (slow answers, timeouts, 5xx, 206/65), task faults (death,
 exits, HA failover, idle channels), steps killed after sending a call, and time, against the fake Agora of
-tests/fake_agora.py; the rules every interleaving must keep are checked after each of them.
+tests/support/fake_agora.py; the rules every interleaving must keep are checked after each of them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from tests.fake_agora import WRITE_AHEAD_WAKE_MS, Driver, FakeAgora, FakeTask, new_recording
+from tests.support.fake_agora import WRITE_AHEAD_WAKE_MS, Driver, FakeAgora, FakeTask, new_recording
 from workers.recordings.decide import POLL_EVERY, Call
 from workers.recordings.machine import TERMINAL, State
 

@@ -16,7 +16,7 @@ from workers.recordings.machine import (
     transitions_markdown,
 )
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_readme_state_table_is_the_machines_table() -> None:

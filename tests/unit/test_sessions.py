@@ -7,7 +7,7 @@ from functools import reduce
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.factories import body_of, event
+from tests.support.factories import body_of, event
 from workers.ncs.envelope import NcsEvent, parse_event
 from workers.ncs.reducer import SessionState, apply_event, timeline_member
 

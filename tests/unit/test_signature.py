@@ -1,4 +1,4 @@
-"""Signature verification over raw bytes (agora-reference.md §1.4)."""
+"""Signature verification over raw bytes (docs/agora.md §1.4)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.factories import VECTOR_1, VECTOR_2
 from webhook_service.errors import SignatureError
 from webhook_service.signature import sign, verify_signature
 
-# §1.4, verified vectors (secret = "secret"), bodies exactly as printed there.
-VECTOR_1 = (
-    b'{"eventMs":1560408533119,"eventType":10,"noticeId":"4eb720f0-8da7-11e9-a43e-53f411c2761f",'
-    b'"notifyMs":1560408533119,"payload":{"a":"1","b":2},"productId":1}'
-)
-VECTOR_2 = (
-    b'{"eventType":10,"noticeId":"4eb720f0-8da7-11e9-a43e-53f411c2761f","notifyMs":1560408533119,'
-    b'"payload":{"a":"1","b":2},"productId":1}'
-)
+# §1.4: the verified vectors (tests/support/factories.py), bodies exactly as printed there, secret "secret".
 SECRETS = (b"secret",)
 
 

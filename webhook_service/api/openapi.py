@@ -2,7 +2,7 @@
 
 Every answer a route gives is described, errors included (``{"error": {"code", "message", "field"?}}``), and
 every input has its bounds (``minimum``/``maximum``/``maxLength``/``maxItems``/``pattern``): the tests run
-Schemathesis against this document and check each answer against it (``tests/test_schemathesis.py``).
+Schemathesis against this document and check each answer against it (``tests/integration/test_schemathesis.py``).
 
 Agora's own structures (``recordingConfig``, ``storage``, the update and layout bodies) are described from the
 typed bodies the API converts them to (``workers/agora/bodies.py``), with the API's generic bounds added.

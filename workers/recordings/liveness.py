@@ -55,7 +55,9 @@ def keep_alive(connection: redis.Redis) -> str:
         pool_kwargs = connection.connection_pool.connection_kwargs
         # The same connection class as the caller's (a rediss:// URL gives SSL connections, whose arguments a
         # plain connection refuses).
-        pool = redis.ConnectionPool(connection_class=connection.connection_pool.connection_class, **pool_kwargs)
+        pool = redis.ConnectionPool(
+            connection_class=connection.connection_pool.connection_class, **pool_kwargs
+        )
         beat_connection = redis.Redis(connection_pool=pool)
 
         def beat() -> None:

@@ -3,43 +3,21 @@ real Redis."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-import workers.recordings.notify as notify
-from tests.conftest import NCS_SECRET, with_default_storage
-from tests.emulated import Sink
-from tests.factories import body_of, event, signed_headers
-from tests.test_deadletters import NOTIFY_SECRET, create_recording, exhaust, run_worker, whats
+from tests.support.emulated import Sink
+from tests.support.factories import event
+from tests.support.notifications import create_recording, exhaust, run_worker, send, whats
 from workers import deadletters
 from workers.core import schema
-from workers.core.config import Settings, current_settings
 from workers.jobs import drain_batch
 from workers.ncs.reducer import SessionState, encode_state
-
-
-@pytest.fixture
-def settings(settings: Settings, sink: Sink) -> Settings:
-    return dataclasses.replace(
-        with_default_storage(settings), notify_url=sink.url, notify_secret=NOTIFY_SECRET
-    )
-
-
-@pytest.fixture
-def worker_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Any:
-    monkeypatch.setenv("REDIS_URL", settings.redis_url)
-    monkeypatch.setenv("APP_ENV", "test")
-    current_settings.cache_clear()
-    monkeypatch.setattr(notify, "current_settings", lambda: settings)
-    yield
-    current_settings.cache_clear()
 
 
 def acr(app: Flask, *args: str) -> Any:
@@ -48,13 +26,6 @@ def acr(app: Flask, *args: str) -> Any:
 
 def lines(output: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
-
-
-def send(client: FlaskClient, envelope: dict[str, Any]) -> None:
-    body = body_of(envelope)
-    assert (
-        client.post("/webhooks/agora", data=body, headers=signed_headers(body, NCS_SECRET)).status_code == 200
-    )
 
 
 def live_session(client: FlaskClient, redis_client: redis.Redis, sid: str = "sid-1") -> bytes:
@@ -159,10 +130,10 @@ def test_redeliver_since_sends_what_failed_once(
 ) -> None:
     started = datetime.now(UTC) - timedelta(seconds=1)
     recording_id = create_recording(client, auth)
-    sink.answer = lambda body: 500
+    sink.answer = lambda _body: 500
     webhook_id, _ = exhaust(redis_client, recording_id)
     failed = len(sink.received)
-    sink.answer = lambda body: 200
+    sink.answer = lambda _body: 200
     later = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
     assert lines(acr(app, "redeliver", "--since", later).output) == []
     result = acr(app, "redeliver", "--since", started.isoformat())

@@ -1,5 +1,5 @@
 """Dead letters and replay on a real Redis, real RQ workers (in-process, burst) and, for notifications, a real
-HTTP endpoint (tests.emulated.Sink) that fails until told otherwise."""
+HTTP endpoint (tests.support.emulated.Sink) that fails until told otherwise."""
 
 from __future__ import annotations
 
@@ -15,78 +15,20 @@ from rq import Queue
 import workers.jobs
 import workers.ncs.drain
 import workers.recordings.notify as notify
-from tests.conftest import NCS_SECRET, with_default_storage
-from tests.emulated import Sink
-from tests.factories import body_of, event, signed_headers
+from tests.support.emulated import Sink
+from tests.support.factories import event
+from tests.support.notifications import NOTIFY_SECRET, create_recording, exhaust, run_worker, send, whats
 from workers import deadletters
 from workers.core import schema
-from workers.core.config import Settings, current_settings
+from workers.core.config import Settings
 from workers.core.errors import EventError
 from workers.ncs.store import read_session
-from workers.recordings import runner
-from workers.recordings.store import load, timeline
-from workers.worker import RecordingWorker
-
-NOTIFY_SECRET = "test-notify-secret-0123456789"
-
-
-@pytest.fixture
-def settings(settings: Settings, sink: Sink) -> Settings:
-    return dataclasses.replace(
-        with_default_storage(settings), notify_url=sink.url, notify_secret=NOTIFY_SECRET
-    )
-
-
-@pytest.fixture
-def worker_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Any:
-    """Jobs read their settings like a worker process does (notify's from the test's settings)."""
-    monkeypatch.setenv("REDIS_URL", settings.redis_url)
-    monkeypatch.setenv("APP_ENV", "test")
-    current_settings.cache_clear()
-    monkeypatch.setattr(notify, "current_settings", lambda: settings)
-    yield
-    current_settings.cache_clear()
-
-
-def run_worker(connection: redis.Redis, *queues: str) -> None:
-    RecordingWorker(list(queues) or [schema.NCS_QUEUE, schema.DEFAULT_QUEUE], connection=connection).work(
-        burst=True
-    )
-
-
-def send(client: FlaskClient, envelope: dict[str, Any]) -> None:
-    body = body_of(envelope)
-    assert (
-        client.post("/webhooks/agora", data=body, headers=signed_headers(body, NCS_SECRET)).status_code == 200
-    )
-
-
-def create_recording(client: FlaskClient, auth: dict[str, str], cname: str = "room1") -> str:
-    response = client.post("/v1/recordings", json={"cname": cname, "mode": "mix"}, headers=auth)
-    assert response.status_code == 202, response.json
-    return str(response.get_json()["id"])
 
 
 def dead(client: FlaskClient, auth: dict[str, str], kind: str | None = None) -> list[dict[str, Any]]:
     response = client.get("/v1/dead-letters" + (f"?kind={kind}" if kind else ""), headers=auth)
     assert response.status_code == 200, response.json
     return list(response.get_json()["deadLetters"])
-
-
-def whats(connection: redis.Redis, recording_id: str) -> list[str]:
-    return [str(e.get("what")) for e in timeline(connection, recording_id)]
-
-
-def exhaust(connection: redis.Redis, recording_id: str) -> tuple[str, str]:
-    """Queue a notification for the recording and run every attempt against the failing endpoint."""
-    recording = load(connection, recording_id)
-    assert recording is not None
-    webhook_id = notify.queue_notification(connection, "unused", "recording.failed", recording.public())
-    [job] = Queue(schema.NOTIFY_QUEUE, connection=connection).jobs
-    body = job.args[1]
-    for attempt in range(len(notify.BACKOFF_SECONDS) + 1):  # the first try and every retry, back to back
-        assert notify.send_notification(webhook_id, body, attempt) is False
-    return webhook_id, body
 
 
 @pytest.mark.parametrize("how", ["redeliver", "retry"])
@@ -99,7 +41,7 @@ def test_a_notification_out_of_retries_is_a_dead_letter_and_is_redelivered_once(
     how: str,
 ) -> None:
     recording_id = create_recording(client, auth)
-    sink.answer = lambda body: 500
+    sink.answer = lambda _body: 500
     webhook_id, body = exhaust(redis_client, recording_id)
     attempts = len(notify.BACKOFF_SECONDS) + 1
     assert len(sink.received) == attempts
@@ -115,7 +57,7 @@ def test_a_notification_out_of_retries_is_a_dead_letter_and_is_redelivered_once(
     assert [a["status"] for a in delivery["attempts"]] == [500] * attempts
     assert "out of retries" in whats(redis_client, recording_id)
 
-    sink.answer = lambda body: 200  # the app server recovered
+    sink.answer = lambda _body: 200  # the app server recovered
     if how == "redeliver":
         response = client.post(f"/v1/notifications/{webhook_id}/redeliver", headers=auth)
         assert response.status_code == 202, response.json
@@ -301,7 +243,7 @@ def test_a_notification_cannot_be_redelivered_when_notifications_are_off(
     from webhook_service import create_app
 
     off = create_app(dataclasses.replace(settings, notify_url="", notify_secret="")).test_client()
-    webhook_id = notify.queue_notification(redis_client, "unused", "recording.failed", {"id": "x"})
+    webhook_id = notify.queue_notification(redis_client, "recording.failed", {"id": "x"})
     response = off.post(f"/v1/notifications/{webhook_id}/redeliver", headers=auth)
     assert response.status_code == 409 and response.get_json()["error"]["code"] == "not_retryable"
 
@@ -310,16 +252,27 @@ def test_delivery_records_are_bounded_per_recording(redis_client: redis.Redis) -
     recording_id = "rec_0123456789abcdef0123"
     made = [
         notify.queue_notification(
-            redis_client, "u", "recording.started", {"id": recording_id}, retention_seconds=60
+            redis_client, "recording.started", {"id": recording_id}, retention_seconds=60
         )
         for _ in range(notify.MAX_PER_RECORDING + 5)
     ]
-    listing = notify.recording_deliveries_key(recording_id)
+    listing = schema.recording_notifications(recording_id)
     assert redis_client.zcard(listing) == notify.MAX_PER_RECORDING
-    assert 0 < redis_client.ttl(listing) <= 60 and 0 < redis_client.ttl(notify.delivery_key(made[-1])) <= 60
-    record = msgspec.json.decode(redis_client.get(notify.delivery_key(made[-1])))
+    assert 0 < redis_client.ttl(listing) <= 60 and 0 < redis_client.ttl(schema.notification(made[-1])) <= 60
+    record = msgspec.json.decode(redis_client.get(schema.notification(made[-1])))
     assert record["recordingId"] == recording_id and record["pending"] is True
 
 
-def test_timeline_cap_is_the_orchestrations() -> None:
-    assert deadletters.TIMELINE_CAP == runner.TIMELINE_CAP
+def test_a_timeline_written_outside_a_step_keeps_the_same_cap(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dead letters and notifications write on timelines too, and trim to the one cap the steps' saves use."""
+    from workers.recordings import store
+
+    recording_id = "rec_0123456789abcdef0123"
+    redis_client.set(schema.recording(recording_id), b"{}")
+    monkeypatch.setattr(store, "TIMELINE_CAP", 3)
+    for n in range(5):
+        assert deadletters.append_timeline(redis_client, recording_id, {"kind": "test", "n": n})
+    assert [e["n"] for e in store.timeline(redis_client, recording_id)] == [2, 3, 4]
+    assert not deadletters.append_timeline(redis_client, "rec_" + "f" * 20, {"kind": "test"})  # unknown
