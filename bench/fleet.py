@@ -682,7 +682,7 @@ class Quota(Part):
                 live = state.get("liveTasks")
                 if live is None:
                     live = sum(soak._alive(t) for t in state.get("tasks", []))
-                self.samples["liveTasks"] = max(self.samples["liveTasks"], live)
+                self.samples["liveTasks"] = max(self.samples["liveTasks"] or 0, live)
                 use = (state.get("quota") or {}).get("recorders")
                 if use is not None:
                     self.samples["quotaInUse"] = max(self.samples["quotaInUse"] or 0, use)
@@ -823,7 +823,7 @@ class Quota(Part):
             "max live tasks in the emulator",
             self.samples["liveTasks"],
             f"<= {q}",
-            self.samples["liveTasks"] <= q,
+            (self.samples["liveTasks"] or 0) <= q,
         )
         self.row("max quota use (tasks + resources)", self.samples["quotaInUse"], f"<= {q}")
         self.row("406 vendor_over_load (emulator)", refused, "0 ideally")

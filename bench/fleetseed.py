@@ -29,7 +29,7 @@ import redis
 from tests.support.redis_server import free_port
 from workers.core import schema, scripts
 from workers.core.config import Settings
-from workers.core.measure import AGORA_HISTOGRAM
+from workers.core.schema import AGORA_HISTOGRAM
 from workers.recordings.admission import admit, slots_for
 from workers.recordings.decide import Plan
 from workers.recordings.machine import Cause, State

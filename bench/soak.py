@@ -55,7 +55,7 @@ import traceback
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import requests
 
@@ -65,6 +65,7 @@ sys.path.insert(0, str(ROOT))
 from tests.support.redis_server import free_port  # noqa: E402
 from tests.support.stack import Stack  # noqa: E402
 from workers.agora.ratelimit import MARGIN_MS  # noqa: E402
+from workers.core import schema  # noqa: E402
 
 SCALE = 0.05  # real seconds per emulated second, for the emulator and the service alike
 HA_WINDOW = 90.0  # emulated seconds a session may be unseen (404) before it counts as gone
@@ -817,8 +818,8 @@ class Soak:
 
             stats = redis.Redis.from_url(
                 self.stack.redis.url if self.stack else "", socket_timeout=5
-            ).hgetall("acr:stats")
-            decoded = {k.decode(): v.decode() for k, v in stats.items()}
+            ).hgetall(schema.STATS)
+            decoded = {k.decode(): v.decode() for k, v in cast(dict[bytes, bytes], stats).items()}
             info["timerLateMaxMs"] = decoded.get("timer_late_max_ms", "absent")
             info["stepMaxMs"] = decoded.get("step_max_ms", "absent")
         except Exception as exc:
@@ -1087,8 +1088,9 @@ class Facts:
 
 def uncovered(spans: list[Span], begin: float, end: float) -> list[tuple[float, float, Span | None]]:
     """Stretches of [begin, end] no span covers, each with the span that ended just before it."""
-    gaps = []
-    cursor, last = begin, None
+    gaps: list[tuple[float, float, Span | None]] = []
+    cursor: float = begin
+    last: Span | None = None
     for span in sorted(spans, key=lambda s: s.start):
         if span.start > cursor and span.start > begin:
             gaps.append((cursor, min(span.start, end), last))

@@ -120,7 +120,7 @@ def main() -> int:
         "rq.worker.SimpleWorker",
         "--url",
         server.url,
-        "default",
+        schema.DEFAULT_QUEUE,
     ]
     ours = [
         str(BIN / "rq"),
@@ -156,7 +156,7 @@ def main() -> int:
 
     try:
         empty_simple = burst(simple, env)
-        queue = Queue("default", connection=store)
+        queue = Queue(schema.DEFAULT_QUEUE, connection=store)
         with store.pipeline() as pipe:
             for _ in range(NOOPS):
                 queue.enqueue("os.getpid", result_ttl=0, pipeline=pipe)

@@ -1,10 +1,12 @@
-"""Every function RQ runs, and the only module whose functions are queued (their dotted paths are stored in
-Redis with each job, see :data:`workers.core.schema.JOBS`). Each is a thin entry point: it finds its Redis
-connection and settings, and hands over to the package that does the work.
+"""Every function RQ runs, and the only module whose functions are queued. RQ stores each job's function as a
+dotted path in Redis (:data:`workers.core.schema.JOB_DRAIN`, ``JOB_STEP``, ``JOB_NOTIFY``). Each function is a
+thin entry point: it finds its Redis connection and settings, and hands over to the package that does the
+work.
 
-Jobs queued by the previous release under other paths still run through thin aliases kept for one release:
-``workers.orchestrator.advance`` and ``workers.notify.send_notification`` (notification retries wait up to
-3 h in RQ's scheduled registry).
+Jobs queued by the previous release under other paths still run through thin aliases of these functions,
+kept for one release: ``workers.orchestrator.advance`` and ``workers.notify.send_notification``
+(notification retries wait up to 3 h in RQ's scheduled registry). Notifications are still queued under the
+latter during this release (``schema.JOB_NOTIFY_QUEUED``: a rolling deploy runs both releases' workers).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
-"""Alias, kept for one release: the previous release queued notification attempts as
-``workers.notify.send_notification``, and their retries wait up to 3 h in RQ's scheduled registry. New
-attempts are queued as :data:`workers.core.schema.JOB_NOTIFY`; the code is in :mod:`workers.recordings.notify`."""
+"""Alias of :func:`workers.jobs.send_notification` under the path the previous release queued notification
+attempts as (their retries wait up to 3 h in RQ's scheduled registry). This release still queues attempts
+under it (:data:`workers.core.schema.JOB_NOTIFY_QUEUED`), so that during a rolling deploy a worker of either
+release can run them; the next release queues :data:`workers.core.schema.JOB_NOTIFY` and keeps this alias one
+release more. The code is in :mod:`workers.recordings.notify`."""
 
 from __future__ import annotations
 

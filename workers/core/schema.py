@@ -30,6 +30,11 @@ QUEUES = (NCS_QUEUE, DEFAULT_QUEUE, NOTIFY_QUEUE)
 JOB_DRAIN = "workers.jobs.drain_partition"
 JOB_STEP = "workers.jobs.advance_recording"
 JOB_NOTIFY = "workers.jobs.send_notification"
+#: What this release queues notification attempts as: the previous release's path, which the workers of
+#: both releases run (a rolling deploy has both at once, and the previous ``workers.jobs`` has no
+#: ``send_notification``: a new job taken by an old worker would fail and never be delivered). The function
+#: behind it is :func:`workers.jobs.send_notification`; the next release queues :data:`JOB_NOTIFY`.
+JOB_NOTIFY_QUEUED = "workers.notify.send_notification"
 #: Paths the previous release queued under; thin aliases keep them running for one release.
 OLD_JOB_PATHS = {
     "workers.orchestrator.advance": JOB_STEP,

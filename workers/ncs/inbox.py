@@ -21,7 +21,6 @@ the rest of the request (measured in ``bench/README.md``).
 
 from __future__ import annotations
 
-import itertools
 import os
 import secrets
 import threading
@@ -44,13 +43,12 @@ QUEUED_FLAG_TTL = 120
 #: A partition whose oldest unapplied event is older than this is woken by the sweep, queued flag or not.
 STALE_BACKLOG_MS = 10_000
 _JOB_ID_PREFIX = "acr-drain-"
-_JOB_IDS = itertools.count()
-_RUN = secrets.token_hex(4)
 
 
 def new_job_id() -> str:
-    """A drain job id unique across processes and hosts (a new drain job may be created on any callback)."""
-    return f"{_JOB_ID_PREFIX}{_RUN}-{os.getpid():x}-{next(_JOB_IDS)}"
+    """A drain job id, random (80 bits) so that it is unique across threads, forks and hosts; the accept script
+    uses it only when it creates a job."""
+    return _JOB_ID_PREFIX + secrets.token_hex(10)
 
 
 def rq_timestamp(moment: datetime | None = None) -> str:

@@ -204,7 +204,7 @@ def queue_notification(
         connection, message_id, lambda held: held or _new_record(message_id, body), retention_seconds
     )
     Queue(schema.NOTIFY_QUEUE, connection=connection).enqueue(
-        schema.JOB_NOTIFY, message_id, body, 0, scale, 0, result_ttl=0, failure_ttl=7 * 86400
+        schema.JOB_NOTIFY_QUEUED, message_id, body, 0, scale, 0, result_ttl=0, failure_ttl=7 * 86400
     )
     return message_id
 
@@ -241,7 +241,7 @@ def redeliver(
     if record is None:
         return None
     Queue(schema.NOTIFY_QUEUE, connection=connection).enqueue(
-        schema.JOB_NOTIFY,
+        schema.JOB_NOTIFY_QUEUED,
         message_id,
         record["body"],
         0,
@@ -335,7 +335,7 @@ def _attempt(
     if scheduled:
         Queue(schema.NOTIFY_QUEUE, connection=connection).enqueue_in(
             timedelta(seconds=BACKOFF_SECONDS[attempt] * scale),
-            schema.JOB_NOTIFY,
+            schema.JOB_NOTIFY_QUEUED,
             message_id,
             body,
             attempt + 1,

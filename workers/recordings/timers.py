@@ -36,6 +36,8 @@ LEASE_MS = 60_000
 #: The "queued" flag expires after this long, so a lost job cannot silence a recording for good.
 QUEUED_TTL_MS = LEASE_MS
 CLAIM_BATCH = 200
+#: How often one sweep reads the due timers again when a racing worker claimed the whole batch it read.
+CLAIM_ROUNDS = 3
 #: A due recording whose step is queued already is looked at again this soon (is its job still there?).
 RECHECK_MS = 5000
 
@@ -79,20 +81,24 @@ def wake(connection: redis.Redis, recording_id: str) -> bool:
 def fire_due(connection: redis.Redis, limit: int = CLAIM_BATCH) -> list[str]:
     """Claim every due timer (up to ``limit``) and queue a step for each recording not queued already, or
     whose queued job was lost."""
-    due = [
-        i.decode()
-        for i in cast(list[bytes], scripts.DUE_TIMERS(connection, keys=[schema.TIMERS], args=[limit]))
-    ]
-    if not due:
-        return []
-    claimed, held = cast(
-        list[list[bytes]],
-        scripts.CLAIM_TIMERS(
-            connection,
-            keys=[schema.TIMERS, schema.STATS, *(schema.recording_queued(i) for i in due)],
-            args=[LEASE_MS, QUEUED_TTL_MS, RECHECK_MS, *due],
-        ),
-    )
+    claimed: list[bytes] = []
+    held: list[bytes] = []
+    for _ in range(CLAIM_ROUNDS):
+        due = cast(list[bytes], scripts.DUE_TIMERS(connection, keys=[schema.TIMERS], args=[limit]))
+        if not due:
+            break
+        claimed, held = cast(
+            list[list[bytes]],
+            scripts.CLAIM_TIMERS(
+                connection,
+                keys=[schema.TIMERS, schema.STATS, *(schema.recording_queued(i.decode()) for i in due)],
+                args=[LEASE_MS, QUEUED_TTL_MS, RECHECK_MS, *due],
+            ),
+        )
+        # Another worker claimed this whole batch between the read and the claim: with a backlog (after an
+        # outage) the next due timers are there, read them again rather than wait for the next tick.
+        if claimed or held or len(due) < limit:
+            break
     fired = [i.decode() for i in claimed]
     lost = _lost_jobs(connection, [i.decode() for i in held])
     for recording_id in fired + lost:

@@ -31,22 +31,24 @@ def test_every_job_path_resolves_to_a_function_of_workers_jobs() -> None:
         assert function is getattr(workers.jobs, new.rpartition(".")[2]), path
 
 
-def test_a_notification_queued_under_the_old_path_is_delivered(
-    redis_client: redis.Redis, sink: Sink, worker_env: Any
+@pytest.mark.parametrize("path", ["workers.notify.send_notification", "workers.jobs.send_notification"])
+def test_a_notification_queued_under_either_path_is_delivered(
+    redis_client: redis.Redis, sink: Sink, worker_env: Any, path: str
 ) -> None:
+    """The previous release queued ``workers.notify.send_notification``, and this one still does (its workers
+    and the previous release's both run it); the next release queues ``workers.jobs.send_notification``."""
     webhook_id = notify.queue_notification(redis_client, "recording.started", {"id": "rec_x"})
     queue = Queue(schema.NOTIFY_QUEUE, connection=redis_client)
-    [new_job] = queue.jobs
-    assert new_job.func_name == schema.JOB_NOTIFY
-    new_job.delete()
-    # What the previous release left in Redis: the same attempt, under workers.notify.send_notification.
-    old = queue.enqueue("workers.notify.send_notification", webhook_id, new_job.args[1], 0, 1.0, None)
-    assert old.func_name == "workers.notify.send_notification"
+    [queued] = queue.jobs
+    assert queued.func_name == schema.JOB_NOTIFY_QUEUED == "workers.notify.send_notification"
+    queued.delete()
+    job = queue.enqueue(path, webhook_id, queued.args[1], 0, 1.0, None)
+    assert job.func_name == path
 
     run_worker(redis_client, schema.NOTIFY_QUEUE)
 
     [(headers, body)] = sink.received
-    assert headers["Webhook-Id"] == webhook_id and body.decode() == new_job.args[1]
+    assert headers["Webhook-Id"] == webhook_id and body.decode() == queued.args[1]
     record = notify.load_delivery(redis_client, webhook_id)
     assert record is not None and record["delivered"] is True
 
