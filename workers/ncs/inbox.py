@@ -131,6 +131,11 @@ class Inbox:
         self._redis = connection
         self._dedupe_ttl = dedupe_ttl_seconds
         self._queue_key, self._queues_key, self._job_prefix = _rq_keys()
+        #: Per partition: its stream, drain job template and "drain queued" flag (named once, by the schema).
+        self._partition_keys = [
+            (schema.inbox(p), schema.drain_job_template(p), schema.inbox_queued(p))
+            for p in range(schema.PARTITIONS)
+        ]
         self._clock = _Clock()
         self._lock = threading.Lock()
         self._waiting: list[_Pending] = []
@@ -201,17 +206,19 @@ class Inbox:
     def _store(self, group: list[_Pending]) -> list[Any]:
         keys: list[Any] = [self._queue_key, self._queues_key, schema.STATS]
         args: list[Any] = [self._dedupe_ttl, self._clock.now(), QUEUED_FLAG_TTL]
+        # At most one drain job per partition can be created by one call (the queued flag is set with NX):
+        # one candidate id per partition of the group.
+        job_ids: dict[int, tuple[str, str]] = {}
         for item in group:
             notice_id, partition, raw = item.args
-            job_id = new_job_id()
-            keys += [
-                schema.seen(notice_id),
-                schema.inbox(partition),
-                schema.drain_job_template(partition),
-                schema.inbox_queued(partition),
-                self._job_prefix + job_id,
-            ]
-            args += [notice_id, raw, job_id]
+            job = job_ids.get(partition)
+            if job is None:
+                job_id = new_job_id()
+                job = job_ids[partition] = (job_id, self._job_prefix + job_id)
+            keys.append(schema.seen(notice_id))
+            keys += self._partition_keys[partition]
+            keys.append(job[1])
+            args += [notice_id, raw, job[0]]
         command: list[Any] = ["EVALSHA", scripts.ACCEPT.sha, len(keys), *keys, *args]
         conn = self._connection()
         try:
