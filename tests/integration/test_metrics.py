@@ -129,28 +129,14 @@ def test_agora_requests_by_endpoint_outcome_and_duration(
 ) -> None:
     """A step's real calls to the emulator are counted by endpoint and outcome with their durations; a 503
     is a retry, a closed port a transport error."""
-    import dataclasses
 
-    from tests.support.emulated import APP_ID, CUSTOMER_ID, CUSTOMER_SECRET, SCALE, control, make_client
+    from tests.support.emulated import control, make_client, pointed_at
     from workers.agora import AcquireClientRequest, AcquireRequest, AgoraError
     from workers.core.measure import record_agora
     from workers.recordings.runner import Runner
     from workers.recordings.store import RecordingSpec, create_recording, load
 
-    settings = dataclasses.replace(
-        settings,
-        agora_app_id=APP_ID,
-        agora_customer_id=CUSTOMER_ID,
-        agora_customer_secret=CUSTOMER_SECRET,
-        agora_api_base_url=base,
-        storage_vendor=1,
-        storage_region=0,
-        storage_bucket="bucket",
-        storage_access_key="metrics-access-key",
-        storage_secret_key="metrics-secret-key",
-        recording_time_scale=SCALE,
-        agora_rate_limit=0,
-    )
+    settings = pointed_at(settings, base)
     recording, _ = create_recording(redis_client, settings, RecordingSpec(cname="metrics", mode="mix"))
     control(base, "POST", "faults", {"kind": "answer", "endpoint": "acquire", "times": 1, "status": 503})
     runner = Runner(redis_client, settings, make_client(base))

@@ -20,10 +20,10 @@ from tests.support.emulated import (
     CUSTOMER_ID,
     CUSTOMER_SECRET,
     POLL,
-    SCALE,
     Sink,
     control,
     make_client,
+    pointed_at,
 )
 from tests.support.wait import wait_until
 from webhook_service import create_app
@@ -51,21 +51,7 @@ TOKEN = "runner-test-token"
 
 @pytest.fixture
 def settings(settings: Settings, base: str) -> Settings:
-    return dataclasses.replace(
-        settings,
-        agora_app_id=APP_ID,
-        agora_customer_id=CUSTOMER_ID,
-        agora_customer_secret=CUSTOMER_SECRET,
-        agora_api_base_url=base,
-        storage_vendor=1,
-        storage_region=0,
-        storage_bucket="bucket",
-        storage_access_key="runner-access-key",
-        storage_secret_key="runner-secret-key",
-        recording_time_scale=SCALE,
-        agora_rate_limit=0,
-        api_tokens=(TOKEN, "other-token"),
-    )
+    return pointed_at(settings, base, api_tokens=(TOKEN, "other-token"))
 
 
 class Killed(BaseException):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from workers.agora import (
     StartRequest,
     StorageConfig,
 )
+from workers.core.config import Settings
 
 APP_ID = "test-app-id"
 CUSTOMER_ID = "test-customer-id"
@@ -131,6 +133,26 @@ def start_emulator(notify_url: str | None = None, **overrides: Any) -> tuple[Emu
     with mock.patch.object(agora_emulator.app, "Clock", SteppedClock):
         emulator = Emulator(config)
     return emulator, emulator.serve_in_thread()
+
+
+def pointed_at(settings: Settings, base_url: str, **overrides: Any) -> Settings:
+    """``settings`` with Agora at the emulator on ``base_url`` (its test credentials, emulated time, no rate
+    limit) and a default storage, so recordings can be created and stepped against it."""
+    return dataclasses.replace(
+        settings,
+        agora_app_id=APP_ID,
+        agora_customer_id=CUSTOMER_ID,
+        agora_customer_secret=CUSTOMER_SECRET,
+        agora_api_base_url=base_url,
+        storage_vendor=1,
+        storage_region=0,
+        storage_bucket="bucket",
+        storage_access_key="test-access-key",
+        storage_secret_key="test-storage-secret-key",
+        recording_time_scale=SCALE,
+        agora_rate_limit=0,
+        **overrides,
+    )
 
 
 def make_client(base_url: str, **kwargs: Any) -> AgoraClient:
