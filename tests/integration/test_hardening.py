@@ -199,6 +199,12 @@ def test_poison_callback_is_dead_lettered_and_later_callbacks_are_applied(
     dead = redis_client.xrange(schema.DEAD_LETTERS)
     assert [fields[b"b"] for _, fields in dead] == [poison.encode(), also_deep.encode()]
     assert all(b"deep" in fields[b"reason"] for _, fields in dead)
+    assert all(
+        fields[b"kind"] == b"callback" and fields[b"partition"] == str(partition).encode()
+        for _, fields in dead
+    )
+    stats = redis_client.hgetall(schema.STATS)
+    assert stats[b"dead_lettered"] == stats[b"dead_lettered:callback"] == b"2"  # counted as every other kind
     view = read_session(redis_client, "sid-p")
     assert view is not None and [e["noticeId"] for e in view.events] == ["after-1", "after-2"]
     assert drain_batch(redis_client, partition, max_events=50, retention_seconds=3600) == 0

@@ -25,8 +25,9 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def add(connection: redis.Redis, kind: str, reason: str, **fields: str | int | float | bytes) -> str:
-    """Write one dead letter; returns its id. ``reason`` is redacted and cut to :data:`MAX_REASON`."""
+def write(pipe: redis.client.Pipeline, kind: str, reason: str, **fields: str | int | float | bytes) -> None:
+    """Queue one dead letter on the caller's pipeline (a MULTI: the entry is written with the caller's other
+    writes, or not at all). ``reason`` is redacted and cut to :data:`MAX_REASON`."""
     assert kind in KINDS, kind
     entry: dict[Any, Any] = {
         "kind": kind,
@@ -34,10 +35,15 @@ def add(connection: redis.Redis, kind: str, reason: str, **fields: str | int | f
         "at": now_ms(),
         **fields,
     }
-    pipe = connection.pipeline(transaction=True)
     pipe.xadd(schema.DEAD_LETTERS, entry, maxlen=MAXLEN)
     pipe.hincrby(schema.STATS, "dead_lettered", 1)
     pipe.hincrby(schema.STATS, f"dead_lettered:{kind}", 1)
+
+
+def add(connection: redis.Redis, kind: str, reason: str, **fields: str | int | float | bytes) -> str:
+    """Write one dead letter now; returns its id (see :func:`write`)."""
+    pipe = connection.pipeline(transaction=True)
+    write(pipe, kind, reason, **fields)
     entry_id = cast(bytes, pipe.execute()[0])
     return entry_id.decode()
 

@@ -23,7 +23,7 @@ from typing import cast
 
 import redis
 
-from workers.core import schema
+from workers.core import deadletters, schema
 from workers.core.config import Settings
 from workers.core.errors import EventError
 from workers.core.measure import record_applied
@@ -39,7 +39,6 @@ DRAIN_TIME_BUDGET_SECONDS = 20.0
 #: After its own partition, a drain helps with other partitions' backlogs for at most this long.
 HELP_BUDGET_SECONDS = 2.0
 UNROUTED_MAXLEN = 10_000
-DEAD_LETTER_MAXLEN = 10_000
 
 
 @dataclass(frozen=True)
@@ -145,23 +144,10 @@ def drain_batch(
                         maxlen=UNROUTED_MAXLEN,
                     )
                 for entry_id, raw, reason in dead:
-                    pipe.xadd(
-                        schema.DEAD_LETTERS,
-                        {
-                            "kind": "callback",
-                            "id": entry_id,
-                            "b": raw,
-                            "reason": reason,
-                            "partition": partition,
-                            "at": int(time.time() * 1000),
-                        },
-                        maxlen=DEAD_LETTER_MAXLEN,
-                    )
+                    deadletters.write(pipe, "callback", reason, id=entry_id, b=raw, partition=partition)
                 pipe.set(cursor_key, last_id)
                 pipe.hincrby(schema.STATS, "applied", added)
                 pipe.hincrby(schema.STATS, "dropped_duplicates", sum(u.duplicates for u in updates))
-                if dead:
-                    pipe.hincrby(schema.STATS, "dead_lettered", len(dead))
                 pipe.execute()
             except redis.WatchError:
                 continue  # another drain advanced the cursor: re-read from where it left off
