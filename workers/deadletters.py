@@ -51,9 +51,33 @@ from workers.recordings.timers import wake as wake_recording
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KINDS", "MAXLEN", "NotRetryableError", "add", "append_timeline", "exception_reason", "now_ms"]
+#: The dead letters' whole interface, with what it re-exports of :mod:`workers.core.deadletters` and
+#: :mod:`workers.recordings.store`.
+__all__ = [
+    "add",
+    "append_timeline",
+    "DeadLetter",
+    "ENTRY_ID",
+    "exception_reason",
+    "get",
+    "iso",
+    "KINDS",
+    "list_entries",
+    "MAX_LIST",
+    "MAX_LIST_SCAN",
+    "MAX_PENDING_LOOKED_AT",
+    "MAXLEN",
+    "NotRetryableError",
+    "now_ms",
+    "rebuild_session",
+    "Rebuilt",
+    "record_job_failure",
+    "recording_of_sid",
+    "retry",
+    "sessions_since",
+    "since",
+]
 
-#: entry id -> JSON {"atMs", "times"}: when a dead letter was last retried, and how often.
 #: Dead-letter ids are stream ids; anything else is unknown (404) and never reaches Redis.
 ENTRY_ID = re.compile(r"[0-9]{1,15}-[0-9]{1,10}")
 MAX_LIST = 200
