@@ -46,6 +46,7 @@ from workers.ncs.envelope import decode_envelope, parse_event
 from workers.ncs.inbox import Inbox
 from workers.ncs.inbox import wake as wake_partition
 from workers.ncs.reducer import SessionState, apply_event, encode_state, notice_id_of
+from workers.recordings.model import RECORDING_ID
 from workers.recordings.store import append_timeline
 from workers.recordings.timers import wake as wake_recording
 
@@ -87,7 +88,6 @@ MAX_LIST_SCAN = 1000
 MAX_PENDING_LOOKED_AT = 1000
 
 
-_RECORDING_ID = re.compile(r"rec_[0-9a-f]{20}")
 _SID = re.compile(r"(?:task:)?[A-Za-z0-9_-]{1,128}")
 
 
@@ -303,7 +303,7 @@ def retry(
         what = {"partition": partition}
     elif entry.kind == "step_job":
         recording_id = entry.text("recording") or ""
-        if not _RECORDING_ID.fullmatch(recording_id) or not connection.exists(schema.recording(recording_id)):
+        if not RECORDING_ID.fullmatch(recording_id) or not connection.exists(schema.recording(recording_id)):
             raise NotRetryableError(f"recording {recording_id!r} is gone")
         wake_recording(connection, recording_id)
         recordings = [recording_id]

@@ -21,6 +21,7 @@ from tests.support.emulated import (
     control,
     make_client,
     start_emulator,
+    storage,
 )
 from tests.support.wait import wait_until
 from workers.agora import (
@@ -37,7 +38,6 @@ from workers.agora import (
     StartClientRequest,
     StartRequest,
     StopRequest,
-    StorageConfig,
     StreamSubscribe,
     TranscodingConfig,
     UidLists,
@@ -68,17 +68,6 @@ def run_official_client(url: str) -> dict[str, Any]:
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def storage() -> StorageConfig:
-    return StorageConfig(
-        vendor=1,
-        region=0,
-        bucket="recordings",
-        access_key=ACCESS_KEY,
-        secret_key=SECRET_KEY,
-        file_name_prefix=["tests"],
-    )
 
 
 def start_request(mode: str) -> StartClientRequest:

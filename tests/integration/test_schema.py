@@ -22,7 +22,7 @@ def builders() -> list[tuple[str, str]]:
         if isinstance(value, str) and value.startswith(schema.PREFIX + ":"):
             names.append((name, value))
         elif inspect.isfunction(value) and value.__module__ == schema.__name__ and not name.startswith("_"):
-            if name in ("partition_of", "unknown_keys"):
+            if name in schema.NOT_KEY_BUILDERS:
                 continue
             parameters = inspect.signature(value).parameters
             names.append((name, value(*("task:x:1" if p in schema._FREE_FORM else "y" for p in parameters))))

@@ -17,12 +17,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from webhook_service.api.recordings import RECORDING_ID
 from webhook_service.auth import require_token
 from webhook_service.http_errors import error_response, store_errors
 from webhook_service.services import Services, get_services
 from workers import deadletters
-from workers.recordings import WEBHOOK_ID, deliveries_of, delivery_view, load
+from workers.recordings import RECORDING_ID, WEBHOOK_ID, deliveries_of, delivery_view, load
 from workers.recordings import redeliver as send_again
 
 bp = Blueprint("deadletters", __name__)

@@ -40,6 +40,8 @@ from workers.recordings import (
     MAX_LIST_SCAN,
     MAX_RESTARTS_LIMIT,
     MAX_TOKEN_CHARS,
+    RECORDING_ID,
+    WEBHOOK_ID,
     Desired,
     SessionOutcome,
     State,
@@ -187,7 +189,7 @@ def _recording_schemas() -> dict[str, Any]:
             "config",
         ],
         "properties": {
-            "id": {"type": "string", "pattern": "^rec_[0-9a-f]{20}$"},
+            "id": {"type": "string", "pattern": f"^{RECORDING_ID.pattern}$"},
             "cname": {"type": "string"},
             "mode": {"enum": ["individual", "mix", "web"]},
             "uid": {"type": "string"},
@@ -301,7 +303,7 @@ _ID = {
     "in": "path",
     "required": True,
     "description": "a recording id (anything else is a 404)",
-    "schema": {"type": "string", "pattern": "^rec_[0-9a-f]{20}$"},
+    "schema": {"type": "string", "pattern": f"^{RECORDING_ID.pattern}$"},
 }
 _SID = {
     "name": "sid",
@@ -509,7 +511,7 @@ _WEBHOOK_ID = {
     "in": "path",
     "required": True,
     "description": "a notification's webhook-id (anything else is a 404)",
-    "schema": {"type": "string", "pattern": "^msg_[0-9a-f]{24}$"},
+    "schema": {"type": "string", "pattern": f"^{WEBHOOK_ID.pattern}$"},
 }
 
 

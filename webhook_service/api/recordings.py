@@ -24,6 +24,7 @@ from workers.ncs import read_session
 from workers.recordings import (
     MAX_CNAME_CHARS,
     MAX_LIST,
+    RECORDING_ID,
     IdempotencyConflictError,
     Recording,
     RecordingSpec,
@@ -42,9 +43,6 @@ from workers.recordings import (
 bp = Blueprint("recordings", __name__, url_prefix="/v1/recordings")
 
 
-#: Recording ids as :func:`workers.recordings.model.new_id` makes them; anything else is unknown (404) and
-#: never goes into a Redis key name (``<id>:lock`` would read another key).
-RECORDING_ID = re.compile(r"rec_[0-9a-f]{20}")
 #: Bodies of this API are small (Agora's largest: a 17-window layout, an STS token): larger is a 413.
 MAX_BODY_BYTES = 64 * 1024
 #: Query parameters of the listing.

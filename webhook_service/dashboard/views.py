@@ -14,7 +14,6 @@ from rq import Worker
 
 from webhook_service.api.deadletters import redeliver_notification, retry_dead_letter
 from webhook_service.api.metrics import QUEUES, RedisCollector
-from webhook_service.api.recordings import RECORDING_ID
 from webhook_service.dashboard.timeline import draw
 from webhook_service.services import Services
 from workers import deadletters
@@ -23,6 +22,7 @@ from workers.core.redact import redact
 from workers.ncs import read_session
 from workers.recordings import (
     MAX_CNAME_CHARS,
+    RECORDING_ID,
     TERMINAL,
     WEBHOOK_ID,
     Recording,

@@ -219,6 +219,8 @@ def admission_agora_full(klass: str) -> str:
 #: Arguments that may hold any character, ':' included (Agora's channel names and sids, client-chosen keys,
 #: holder ids ``host:pid:token``); every other argument is one segment of the name.
 _FREE_FORM = frozenset({"sid", "cname", "notice_id", "key", "holder"})
+#: The functions of this module that name no key.
+NOT_KEY_BUILDERS = frozenset({"partition_of", "unknown_keys"})
 #: RQ's own keys (queues, jobs, registries, workers) live under RQ's prefix, named after :data:`QUEUES`.
 RQ_PREFIX = "rq:"
 
@@ -231,9 +233,9 @@ def _patterns() -> list[re.Pattern[str]]:
         if isinstance(value, str) and value.startswith(PREFIX + ":"):
             patterns.append(re.compile(re.escape(value)))
         elif inspect.isfunction(value) and value.__module__ == __name__ and not name.startswith("_"):
-            parameters = list(inspect.signature(value).parameters)
-            if name in ("partition_of", "unknown_keys"):
+            if name in NOT_KEY_BUILDERS:
                 continue
+            parameters = list(inspect.signature(value).parameters)
             marks = [f"\0{i}\0" for i in range(len(parameters))]
             pattern = re.escape(value(*marks))
             for mark, parameter in zip(marks, parameters, strict=True):

@@ -20,7 +20,7 @@ orchestration itself, ``runner``, ``decide`` and ``routing``, runs in workers on
 from workers.recordings.admission import position as queue_position
 from workers.recordings.admission import usage as admission_usage
 from workers.recordings.machine import TERMINAL, Desired, SessionOutcome, State
-from workers.recordings.model import Recording
+from workers.recordings.model import RECORDING_ID, Recording
 from workers.recordings.notify import WEBHOOK_ID, deliveries_of, delivery_view, load_delivery, redeliver
 from workers.recordings.polling import poll_interval
 from workers.recordings.store import (
@@ -57,6 +57,7 @@ __all__ = [
     "MAX_LIST_SCAN",
     "MAX_RESTARTS_LIMIT",
     "MAX_TOKEN_CHARS",
+    "RECORDING_ID",
     "TERMINAL",
     "WEBHOOK_ID",
     "Desired",

@@ -9,6 +9,7 @@ and query/stop answers): each file keeps its best status (uploaded > backed_up >
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any, Literal
 
@@ -196,6 +197,10 @@ def public_config(value: Any) -> Any:
     """A request as the API and notifications show it: redacted by rule (:mod:`workers.core.redact`), same shape,
     every credential-like field ``"***"``, URLs without userinfo, query, fragment or RTMP stream key."""
     return redact(value)
+
+
+#: Recording ids as :func:`new_id` makes them; anything else names no recording (checked before it names a key).
+RECORDING_ID = re.compile(r"rec_[0-9a-f]{20}")
 
 
 def new_id() -> str:

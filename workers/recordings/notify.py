@@ -41,6 +41,7 @@ from rq import Queue, get_current_job
 from workers.core import deadletters, schema
 from workers.core.config import Settings, current_settings
 from workers.core.redact import redact, redact_text
+from workers.recordings.model import RECORDING_ID
 from workers.recordings.store import append_timeline
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,6 @@ MAX_ATTEMPTS_KEPT = 50
 DEFAULT_RETENTION_SECONDS = cast(int, Settings.__dataclass_fields__["session_retention_seconds"].default)
 #: ``webhook-id`` values as :func:`queue_notification` makes them; anything else is unknown (404).
 WEBHOOK_ID = re.compile(r"msg_[0-9a-f]{24}")
-_RECORDING_ID = re.compile(r"rec_[0-9a-f]{20}")
 
 
 def _meta(body: str) -> tuple[str | None, str | None]:
@@ -69,7 +69,7 @@ def _meta(body: str) -> tuple[str | None, str | None]:
     recording_id = data.get("id") if isinstance(data, dict) else None
     return (
         kind if isinstance(kind, str) else None,
-        recording_id if isinstance(recording_id, str) and _RECORDING_ID.fullmatch(recording_id) else None,
+        recording_id if isinstance(recording_id, str) and RECORDING_ID.fullmatch(recording_id) else None,
     )
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import secrets
 import time
 from typing import Annotated, Any, cast
@@ -34,7 +33,7 @@ from workers.core.config import Settings
 from workers.core.deadletters import now_ms
 from workers.core.redact import redact
 from workers.recordings.admission import capacity_class, queue_score
-from workers.recordings.model import PRIORITIES, Recording, decode, encode, new_id
+from workers.recordings.model import PRIORITIES, RECORDING_ID, Recording, decode, encode, new_id
 from workers.recordings.timers import wake
 
 IDEMPOTENCY_TTL = 24 * 3600
@@ -439,13 +438,12 @@ def list_recordings(
 #: A recording's timeline keeps its newest entries, at most this many: every writer trims to it (the step's
 #: save, :func:`append_timeline`).
 TIMELINE_CAP = 2000
-_RECORDING_ID = re.compile(r"rec_[0-9a-f]{20}")
 
 
 def append_timeline(connection: redis.Redis, recording_id: str, entry: dict[str, Any]) -> bool:
     """Add an entry (redacted, with ``ts``) to a recording's timeline outside a step (dead letters,
     notifications); False when the recording is unknown."""
-    if not _RECORDING_ID.fullmatch(recording_id):
+    if not RECORDING_ID.fullmatch(recording_id):
         return False
     entry = {"ts": now_ms(), **entry}
     return bool(
